@@ -1,0 +1,53 @@
+# Aduan: `make run` starts the hub on embedded defaults; `make test` runs the whole suite.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+TSTAMP  := $(VENV)/.installed-test
+DEBS    := redis-server postgresql chromium
+
+.PHONY: run test install install-test system-deps lint clean help bench
+
+help:
+	@echo "make run    - install, migrate and start the hub (http://127.0.0.1:8000)"
+	@echo "make test   - install test dependencies and services, run the whole suite"
+	@echo "make bench  - print pipeline and classifier benchmark figures"
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e .
+	touch $@
+
+install: $(STAMP)
+
+$(TSTAMP): $(STAMP) pyproject.toml
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+install-test: $(TSTAMP)
+
+# Debian packages the tests use: a real Redis, a real PostgreSQL, Chromium for the console tests.
+system-deps:
+	@missing=""; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+run: $(STAMP)
+	$(BIN)/aduan migrate
+	$(BIN)/aduan up
+
+test: system-deps $(TSTAMP)
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/aduan bench pipeline
+
+clean:
+	rm -rf $(VENV) data .pytest_cache

@@ -1,0 +1,292 @@
+"""Typed configuration: `config.yaml` validated once at start-up.
+
+Every section is a pydantic model with its defaults here, in one place. Errors are
+reported as ``key.path: what is wrong`` so an admin at a Diskominfo can fix the file
+without reading a traceback. Secrets are never literal in the file: they are written
+as ``${ENV_VAR}`` and resolved from the environment; a missing secret only matters for
+an enabled channel.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+UNSET_PREFIX = "\x00unset:"
+
+
+class ConfigError(Exception):
+    """A configuration problem, already phrased for the person who edits the file."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class OPDConfig(Strict):
+    code: str = Field(pattern=r"^[A-Z][A-Z0-9_]{1,31}$")
+    name: str = Field(min_length=3)
+    keywords: list[str] = []
+    categories: list[str] = []
+    telegram_group: str | None = None  # chat id for SLA notifications
+
+
+class SLAOverride(Strict):
+    opd_response_minutes: int | None = Field(default=None, gt=0)
+    citizen_feedback_hours: int | None = Field(default=None, gt=0)
+
+
+class SLAConfig(Strict):
+    opd_response_minutes: int = Field(default=60, gt=0)
+    citizen_feedback_hours: int = Field(default=24, gt=0)
+    warn_ratio: float = Field(default=0.75, gt=0, lt=1)
+    per_opd: dict[str, SLAOverride] = {}
+
+
+class DedupConfig(Strict):
+    repeat_window_hours: int = Field(default=72, gt=0)
+    case_window_days: int = Field(default=14, gt=0)
+    per_opd_window_days: dict[str, int] = {}
+    lsh_threshold: float = Field(default=0.3, gt=0, lt=1)
+    num_perm: int = Field(default=128, ge=16, le=512)
+    repeat_similarity: float = Field(default=0.6, gt=0, le=1)
+    case_similarity: float = Field(default=0.35, gt=0, le=1)
+    geo_distance_m: float = Field(default=200.0, gt=0)
+
+
+class ClassifyRule(Strict):
+    opd: str | None = None  # None: the rule marks a non-complaint
+    phrases: list[str] = []
+    pattern: str | None = None
+    weight: float = 1.0
+    force: bool = False
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                re.compile(v)
+            except re.error as exc:
+                raise ValueError(f"not a valid regular expression ({exc})") from None
+        return v
+
+
+class ClassifyConfig(Strict):
+    threshold: float = Field(default=0.35, ge=0, le=1)
+    rules: list[ClassifyRule] = []
+
+
+class HubConfig(Strict):
+    public_url: str = "http://127.0.0.1:8000"
+    timezone: str = "Asia/Jakarta"
+    ticket_prefix: str = Field(default="ADU", pattern=r"^[A-Z]{2,8}$")
+    language: Literal["id", "en"] = "id"
+    city: str = "Surabaya"
+
+
+DEFAULT_TEMPLATES: dict[str, str] = {
+    "ack": "Terima kasih, laporan Anda sudah kami terima dengan nomor {ticket} dan diteruskan ke {opd}. "
+           "Kami akan menindaklanjuti secepatnya. Cek status: ketik \"cek status {ticket}\".",
+    "ack_triage": "Terima kasih, laporan Anda sudah kami terima dengan nomor {ticket}. Petugas Media Center "
+                  "sedang menentukan dinas yang menangani. Cek status: ketik \"cek status {ticket}\".",
+    "repeat": "Laporan ini sudah kami catat sebagai {ticket} dan sedang ditangani {opd}. Terima kasih atas kesabaran Anda.",
+    "duplicate_joined": "Terima kasih, masalah yang sama sudah dilaporkan warga lain dan sedang ditangani {opd} "
+                        "dengan nomor {ticket}. Laporan Anda kami gabungkan dan Anda akan mendapat kabar yang sama.",
+    "routed": "Laporan {ticket} telah diteruskan ke {opd}.",
+    "responded": "Tanggapan {opd} untuk laporan {ticket}: {response}",
+    "resolved": "Laporan {ticket} telah selesai ditangani oleh {opd}. {response} Terima kasih atas laporan Anda.",
+    "rejected": "Mohon maaf, laporan {ticket} tidak dapat kami tindak lanjuti. Alasan: {reason}",
+    "status": "Status laporan {ticket}: {status}. {latest}",
+    "status_unknown": "Nomor laporan {ticket} tidak ditemukan untuk akun Anda. Periksa kembali nomornya.",
+    "operator_reply": "{text}",
+}
+
+
+class AppConfig(Strict):
+    hub: HubConfig = HubConfig()
+    channels: dict[str, dict[str, Any]] = {}
+    opds: list[OPDConfig] = []
+    sla: SLAConfig = SLAConfig()
+    dedup: DedupConfig = DedupConfig()
+    classify: ClassifyConfig = ClassifyConfig()
+    templates: dict[str, str] = dict(DEFAULT_TEMPLATES)
+
+    @field_validator("templates")
+    @classmethod
+    def _known_templates(cls, v: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(v) - set(DEFAULT_TEMPLATES))
+        if unknown:
+            raise ValueError(f"unknown template {unknown[0]!r}; known: {', '.join(DEFAULT_TEMPLATES)}")
+        return {**DEFAULT_TEMPLATES, **v}
+
+    # Validated per-connector settings, filled by load_config (not part of the file schema).
+    _channel_settings: dict[str, Any] = {}
+
+    def opd(self, code: str | None) -> OPDConfig | None:
+        return next((o for o in self.opds if o.code == code), None)
+
+    def channel(self, name: str) -> Any:
+        """The connector's validated settings model for channel `name`."""
+        return self._channel_settings[name]
+
+    def enabled_channels(self) -> list[str]:
+        return [n for n, s in self._channel_settings.items() if s.enabled]
+
+
+# ---------------------------------------------------------------- environment
+
+
+def data_dir() -> Path:
+    """Where embedded Redis, SQLite, models and attachments live (ADUAN_DATA_DIR)."""
+    path = Path(os.environ.get("ADUAN_DATA_DIR", "./data")).resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def config_path() -> Path:
+    return Path(os.environ.get("ADUAN_CONFIG", "config.yaml"))
+
+
+# ---------------------------------------------------------------- loading
+
+
+def _resolve_env(node: Any) -> Any:
+    """Replace ${VAR} references; an unset variable becomes a marker checked later."""
+    if isinstance(node, dict):
+        return {k: _resolve_env(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_resolve_env(v) for v in node]
+    if isinstance(node, str) and "${" in node:
+        def sub(m: re.Match[str]) -> str:
+            val = os.environ.get(m.group(1))
+            return val if val is not None else f"{UNSET_PREFIX}{m.group(1)}"
+        return _ENV_REF.sub(sub, node)
+    return node
+
+
+def _phrase(err: dict[str, Any], prefix: str = "") -> str:
+    path = ".".join(str(p) for p in (prefix, *err["loc"]) if p != "")
+    kind, msg = err["type"], err["msg"]
+    if kind == "extra_forbidden":
+        msg = "unknown key (check the spelling; see config.yaml in the repository for the keys)"
+    elif kind == "missing":
+        msg = "required value is missing"
+    else:
+        msg = re.sub(r"^Input should be", "must be", msg)
+        msg = re.sub(r"^Value error, ", "", msg)
+    return f"{path or '(top level)'}: {msg}"
+
+
+def _secret_fields(model: type[BaseModel]) -> set[str]:
+    return {n for n, f in model.model_fields.items() if "SecretStr" in str(f.annotation)}
+
+
+def _check_channel(name: str, block: Any, raw_block: Any) -> tuple[Any, list[str]]:
+    from connectors import REGISTRY, load_connector
+
+    if name not in REGISTRY:
+        return None, [f"channels.{name}: unknown channel; known channels: {', '.join(sorted(REGISTRY))}"]
+    if not isinstance(block, dict):
+        return None, [f"channels.{name}: must be a mapping of settings"]
+    settings_model = load_connector(name).Settings
+    problems: list[str] = []
+    enabled = bool(block.get("enabled", False))
+    cleaned = dict(block)
+    for key in _secret_fields(settings_model):
+        raw = (raw_block or {}).get(key)
+        if isinstance(raw, str) and raw and not _ENV_REF.fullmatch(raw.strip()):
+            problems.append(f"channels.{name}.{key}: secrets must not be written in the file; "
+                            f"use an environment reference such as ${{{name.upper()}_{key.upper()}}}")
+    for key, val in block.items():
+        if isinstance(val, str) and UNSET_PREFIX in val:
+            var = val.split(UNSET_PREFIX, 1)[1].split("\x00")[0]
+            if enabled:
+                problems.append(f"channels.{name}.{key}: environment variable {var} is not set "
+                                f"(export it, or set channels.{name}.enabled: false)")
+            cleaned[key] = None
+    if problems:
+        return None, problems
+    try:
+        return settings_model.model_validate(cleaned), []
+    except ValidationError as exc:
+        return None, [_phrase(e, f"channels.{name}") for e in exc.errors()]
+
+
+def parse_config(raw: Any) -> AppConfig:
+    """Validate a loaded YAML tree; raise ConfigError naming every bad key."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(["(top level): the configuration must be a mapping of sections"])
+    resolved = _resolve_env(raw)
+    problems: list[str] = []
+    try:
+        cfg = AppConfig.model_validate(resolved)
+    except ValidationError as exc:
+        raise ConfigError([_phrase(e) for e in exc.errors()]) from None
+    for path, val in _walk(resolved):
+        if isinstance(val, str) and UNSET_PREFIX in val and not path.startswith("channels."):
+            problems.append(f"{path}: environment variable {val.split(UNSET_PREFIX, 1)[1]} is not set")
+    codes = [o.code for o in cfg.opds]
+    for dup in sorted({c for c in codes if codes.count(c) > 1}):
+        problems.append(f"opds: code {dup} appears more than once")
+    for i, rule in enumerate(cfg.classify.rules):
+        if rule.opd is not None and rule.opd not in codes:
+            problems.append(f"classify.rules.{i}.opd: unknown OPD code {rule.opd!r}")
+        if not rule.phrases and not rule.pattern:
+            problems.append(f"classify.rules.{i}: give phrases or a pattern")
+    for code in list(cfg.sla.per_opd) + list(cfg.dedup.per_opd_window_days):
+        if code not in codes:
+            problems.append(f"sla/dedup per_opd: unknown OPD code {code!r}")
+    settings: dict[str, Any] = {}
+    for name, block in resolved.get("channels", {}).items():
+        model, errs = _check_channel(name, block, raw.get("channels", {}).get(name))
+        problems.extend(errs)
+        if model is not None:
+            settings[name] = model
+    if problems:
+        raise ConfigError(problems)
+    cfg._channel_settings = settings
+    return cfg
+
+
+def _walk(node: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    if isinstance(node, dict):
+        return [p for k, v in node.items() for p in _walk(v, f"{prefix}.{k}" if prefix else str(k))]
+    if isinstance(node, list):
+        return [p for i, v in enumerate(node) for p in _walk(v, f"{prefix}.{i}")]
+    return [(prefix, node)]
+
+
+def load_config(path: str | Path | None = None) -> AppConfig:
+    """Read and validate the configuration file (default: $ADUAN_CONFIG or ./config.yaml)."""
+    p = Path(path) if path else config_path()
+    if not p.exists():
+        raise ConfigError([f"{p}: configuration file not found (pass --config PATH or set ADUAN_CONFIG)"])
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{p}: not valid YAML ({exc})"]) from None
+    return parse_config(raw)
+
+
+@cache
+def get_config() -> AppConfig:
+    """The process-wide configuration, loaded once."""
+    return load_config()
+
+
+def secret(value: SecretStr | None) -> str:
+    return value.get_secret_value() if value is not None else ""

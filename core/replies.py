@@ -1,0 +1,139 @@
+"""Replies to citizens: rendered from Indonesian templates, stored, then delivered once.
+
+Every outbound message is a `Message` row (direction "out") written in the same transaction
+as the decision that caused it, with an idempotency key as its external id, so the same
+acknowledgement can never be created twice. Delivery claims the row (pending -> sending)
+before calling the provider and records the provider id after, so a retry never sends twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+from string import Formatter
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from connectors.base import Outgoing, PermanentError, RetryableError
+from core.config import AppConfig
+from core.db import session_scope
+from core.models import Contact, Event, Message, utcnow
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 6
+FINAL_STATES = {"sent", "delivered", "failed", "suppressed", "undelivered"}
+
+
+class _SafeDict(dict):
+    def __missing__(self, key: str) -> str:
+        return "-"
+
+
+def render(cfg: AppConfig, channel: str, template: str, **values: Any) -> str:
+    """The template text for `channel` (a channel block may override any template)."""
+    text = cfg.templates[template]
+    try:
+        text = cfg.channel(channel).templates.get(template, text)
+    except KeyError:
+        pass
+    return Formatter().vformat(text, (), _SafeDict(values)).strip()
+
+
+def queue_reply(session: Session, cfg: AppConfig, inbound: Message, template: str,
+                key: str | None = None, author: str | None = None, **values: Any) -> Message | None:
+    """Create the outbound row answering `inbound` (idempotent on `key`); None if it already exists."""
+    contact = session.get(Contact, inbound.contact_id) if inbound.contact_id else None
+    key = key or f"{template}:{inbound.id}"
+    out = Message(
+        direction="out", channel=inbound.channel, external_id=f"out:{key}",
+        contact_id=inbound.contact_id, ticket_id=inbound.ticket_id,
+        text=render(cfg, inbound.channel, template, **values), template=template,
+        reply_to_id=inbound.id, public=inbound.public, delivery_state="pending",
+        created_at=utcnow(), received_at=utcnow(), state="processed", author=author,
+    )
+    if contact is not None and (contact.opted_out or contact.blocked):
+        out.delivery_state = "suppressed"
+        out.error = contact.opted_out_reason or "contact opted out or blocked"
+    try:
+        with session.begin_nested():
+            session.add(out)
+    except IntegrityError:
+        return None
+    return out
+
+
+@dataclass
+class Delivery:
+    state: str
+    provider_id: str | None = None
+    retry_in: float | None = None
+
+
+def _claim(message_id: int) -> Message | None:
+    """Move a pending/retry message to 'sending' atomically; None if someone else has it or it is done."""
+    with session_scope() as s:
+        res = s.exec(  # type: ignore[call-overload]
+            update(Message).where(Message.id == message_id, Message.delivery_state.in_(["pending", "retry"]))
+            .values(delivery_state="sending", attempts=Message.attempts + 1)
+        )
+        if res.rowcount != 1:
+            return None
+        return s.get(Message, message_id)
+
+
+def backoff(attempt: int, retry_after: float | None = None) -> float:
+    """Exponential backoff with full jitter, at least what the provider asked for."""
+    base = min(600.0, 2.0 ** attempt)
+    return max(retry_after or 0.0, random.uniform(base / 2, base))
+
+
+def deliver(cfg: AppConfig, message_id: int) -> Delivery:
+    """Send one stored outbound message through its channel's connector, at most once."""
+    from core.channels import get_connector
+
+    out = _claim(message_id)
+    if out is None:
+        return Delivery(state="skipped")
+    with session_scope() as s:
+        contact = s.get(Contact, out.contact_id)
+        inbound = s.get(Message, out.reply_to_id) if out.reply_to_id else None
+    assert contact is not None
+    req = Outgoing(to=contact.address, text=out.text, public=out.public, idempotency_key=out.external_id,
+                   reply_to=inbound.external_id if inbound is not None else None,
+                   context=(inbound.raw or {}) if inbound is not None else {})
+    try:
+        result = get_connector(cfg, out.channel).send(req)
+    except RetryableError as exc:
+        final = out.attempts >= MAX_ATTEMPTS
+        delay = None if final else backoff(out.attempts, exc.retry_after)
+        _finish(message_id, "failed" if final else "retry", error=str(exc))
+        return Delivery(state="failed" if final else "retry", retry_in=delay)
+    except PermanentError as exc:
+        _finish(message_id, "failed", error=f"{exc.code or ''} {exc}".strip(), opt_out=exc.opt_out)
+        return Delivery(state="failed")
+    _finish(message_id, result.state, provider_id=result.provider_id)
+    return Delivery(state=result.state, provider_id=result.provider_id)
+
+
+def _finish(message_id: int, state: str, provider_id: str | None = None, error: str | None = None,
+            opt_out: bool = False) -> None:
+    with session_scope() as s:
+        out = s.get(Message, message_id)
+        assert out is not None
+        out.delivery_state = state
+        out.error = error
+        if provider_id:
+            out.provider_id = provider_id
+            out.sent_at = utcnow()
+        if opt_out and out.contact_id:
+            contact = s.get(Contact, out.contact_id)
+            if contact is not None:
+                contact.opted_out = True
+                contact.opted_out_reason = error
+        s.add(Event(at=utcnow(), actor="worker", action=f"outbound.{state}", ticket_id=out.ticket_id,
+                    message_id=message_id, data={"error": error} if error else {"provider_id": provider_id}))

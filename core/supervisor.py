@@ -1,0 +1,99 @@
+"""`aduan up`: one command that runs the whole hub as supervised processes.
+
+Start order: embedded Redis (when no REDIS_URL), migrations, then web, connectors and N
+workers as child processes. A child that dies is restarted with backoff; Ctrl-C or SIGTERM
+stops the children gracefully (SIGTERM, then SIGKILL after a grace period) and the embedded
+Redis is saved and stopped.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+
+GRACE_SECONDS = 10
+
+
+@dataclass
+class Child:
+    name: str
+    args: list[str]
+    proc: subprocess.Popen | None = None
+    restarts: int = 0
+    next_start: float = 0.0
+    started: float = field(default=0.0)
+
+    def start(self, env: dict[str, str]) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "core.cli", *self.args], env=env)
+        self.started = time.monotonic()
+
+
+def _children(workers: int, host: str, port: int) -> list[Child]:
+    kids = [Child("web", ["web", "--host", host, "--port", str(port)]), Child("connectors", ["connectors"])]
+    kids += [Child(f"worker-{i + 1}", ["worker", "--name", f"{os.uname().nodename}-{os.getpid()}-{i + 1}"])
+             for i in range(workers)]
+    return kids
+
+
+def run_hub(workers: int, host: str, port: int) -> int:
+    from core.db import migrate
+    from core.redisconn import ensure_embedded, stop_embedded
+
+    env = dict(os.environ)
+    embedded = not env.get("REDIS_URL")
+    if embedded:
+        env["REDIS_URL"] = ensure_embedded()
+    os.environ["REDIS_URL"] = env["REDIS_URL"]
+    migrate()
+    stopping = False
+
+    def on_signal(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    kids = _children(workers, host, port)
+    for kid in kids:
+        kid.start(env)
+    print(f"Aduan is up: console and webhooks on http://{host}:{port}, {workers} worker(s). Ctrl-C stops.",
+          flush=True)
+    while not stopping:
+        time.sleep(0.5)
+        for kid in kids:
+            _watch(kid, env)
+    _stop_all(kids)
+    if embedded:
+        stop_embedded()
+    print("Aduan stopped.", flush=True)
+    return 0
+
+
+def _watch(kid: Child, env: dict[str, str]) -> None:
+    if kid.proc is None or kid.proc.poll() is None:
+        if kid.proc is None and time.monotonic() >= kid.next_start:
+            kid.start(env)
+        return
+    code = kid.proc.returncode
+    uptime = time.monotonic() - kid.started
+    kid.restarts = 0 if uptime > 60 else kid.restarts + 1
+    delay = min(60.0, 2.0 ** kid.restarts)
+    print(f"aduan up: {kid.name} exited with code {code}; restarting in {delay:.0f}s", file=sys.stderr, flush=True)
+    kid.proc, kid.next_start = None, time.monotonic() + delay
+
+
+def _stop_all(kids: list[Child]) -> None:
+    live = [k.proc for k in kids if k.proc is not None and k.proc.poll() is None]
+    for p in live:
+        p.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + GRACE_SECONDS
+    for p in live:
+        try:
+            p.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()

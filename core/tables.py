@@ -1,0 +1,6 @@
+"""Imports every module that defines tables, so Alembic and create_all see the whole schema.
+
+A feature that adds tables in its own module adds one import line here.
+"""
+
+import core.models  # noqa: F401

@@ -1,0 +1,24 @@
+"""Worker entry point: one RQ worker on the inbound and outbound queues.
+
+A SimpleWorker runs jobs in its own process (no fork per job), so the classifier and the
+connectors are loaded once. Many of these, on many machines, share one Redis.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from rq import SimpleWorker
+from rq.serializers import JSONSerializer
+
+from core.queue import QUEUES
+from core.redisconn import get_redis
+
+
+def run_worker(burst: bool = False, name: str | None = None) -> bool:
+    """Run until stopped (or, with burst, until the queues are empty)."""
+    from core.config import get_config
+
+    get_config()  # fail fast on a bad configuration, before taking jobs
+    worker = SimpleWorker(list(QUEUES), connection=get_redis(), serializer=JSONSerializer, name=name)
+    return worker.work(burst=burst, with_scheduler=True, logging_level=logging.WARNING)
