@@ -13,6 +13,8 @@ import logging
 from datetime import datetime, timezone
 from typing import Any, ClassVar, Literal
 
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
 from pydantic import SecretStr, model_validator
 
 from connectors.base import (ChannelSettings, Connector, Outgoing, ParseError, PermanentError, RetryableError,
@@ -155,9 +157,6 @@ class TelegramConnector(Connector):
     # ------------------------------------------------------------ inbound
 
     def router(self) -> Any:
-        from fastapi import APIRouter, Request
-        from fastapi.responses import JSONResponse
-
         from core.intake import accept_or_503
 
         api = APIRouter()

@@ -12,6 +12,7 @@ import pwd
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -43,8 +44,10 @@ def _pg_bin(name: str) -> str:
     return exe
 
 
-def pg_cluster_start(tmp: Path) -> tuple[str, Callable[[], None]]:
+def pg_cluster_start(tmp: Path | None = None) -> tuple[str, Callable[[], None]]:
+    """initdb + pg_ctl start in a fresh directory; returns (base URL without database, stop)."""
     port = free_port()
+    tmp = Path(tempfile.mkdtemp(prefix="aduan-pg-"))  # outside pytest's private tmp (postgres must read it)
     datadir = tmp / "data"
     as_user: list[str] = []
     if os.geteuid() == 0:  # PostgreSQL refuses to run as root
@@ -60,6 +63,7 @@ def pg_cluster_start(tmp: Path) -> tuple[str, Callable[[], None]]:
     def stop() -> None:
         subprocess.run([*as_user, _pg_bin("pg_ctl"), "-D", str(datadir), "-m", "immediate", "stop"],
                        check=False, stdout=subprocess.DEVNULL)
+        shutil.rmtree(tmp, ignore_errors=True)
 
     return f"postgresql://aduan@127.0.0.1:{port}", stop
 
