@@ -92,6 +92,10 @@ class Connector:
     def send(self, out: Outgoing) -> SendResult:
         raise NotImplementedError
 
+    def limits(self, out: Outgoing) -> list[tuple[str, int, float]]:
+        """Provider rate limits that apply to this message: (key, count, per seconds), shared in Redis."""
+        return []
+
     def check(self) -> str:
         """'Test connection': a short human-readable result, raising on failure."""
         return "ok"

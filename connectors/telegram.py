@@ -114,6 +114,10 @@ class TelegramConnector(Connector):
                    request=HTTPXRequest(connect_timeout=5, read_timeout=10),
                    get_updates_request=HTTPXRequest(read_timeout=self.settings.poll_timeout + 10))
 
+    def limits(self, out: Outgoing) -> list[tuple[str, int, float]]:
+        """Bot API limits: about 30 messages per second per bot, one per second per chat."""
+        return [("telegram:bot", 30, 1.0), (f"telegram:chat:{out.to}", 1, 1.0)]
+
     def send(self, out: Outgoing) -> SendResult:
         return asyncio.run(self._send(out))
 

@@ -83,6 +83,14 @@ def connectors() -> None:
 
 
 @app.command()
+def scheduler() -> None:
+    """Enqueue the periodic jobs: SLA sweep and reconciliation every minute, retraining nightly."""
+    from core.scheduler import run_scheduler
+
+    run_scheduler(config())
+
+
+@app.command()
 def up(workers: int = typer.Option(2, "--workers", "-w", min=1, max=64, help="Worker processes."),
        host: str = typer.Option("127.0.0.1", help="Address for the console and webhooks."),
        port: int = typer.Option(8000, help="Port for the console and webhooks.")) -> None:
@@ -127,6 +135,53 @@ def eval_classify(file: Path = typer.Argument(..., exists=True, dir_okay=False, 
     from core.train import cli_eval
 
     raise typer.Exit(cli_eval(file, config(), as_json) or 0)
+
+
+sla_app = typer.Typer(help="SLA compliance: the OPD responds within 60 minutes, the citizen hears back within 24 hours.",
+                      no_args_is_help=True)
+app.add_typer(sla_app, name="sla")
+
+
+@sla_app.command("report")
+def sla_report(since: Optional[str] = typer.Option(None, help="Only tickets created on or after this date (YYYY-MM-DD, WIB)."),
+               opd: Optional[str] = typer.Option(None, help="Only this OPD code."),
+               as_json: bool = typer.Option(False, "--json", help="Print JSON lines instead of a table.")) -> None:
+    """Per OPD: share answered within time, median and p90 response and feedback times, open breaches."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from core.db import session_scope
+    from core.sla import report
+
+    cfg = config()
+    start = None
+    if since:
+        try:
+            start = datetime.strptime(since, "%Y-%m-%d").replace(tzinfo=ZoneInfo(cfg.hub.timezone))
+        except ValueError:
+            fail(f"--since {since!r}: use the form YYYY-MM-DD, e.g. --since 2026-11-01")
+    if opd and cfg.opd(opd) is None:
+        fail(f"--opd {opd!r}: unknown OPD code; known: {', '.join(o.code for o in cfg.opds)}")
+    with session_scope() as s:
+        rows = report(s, cfg, since=start, opd=opd)
+    if as_json:
+        from dataclasses import asdict
+
+        for r in rows:
+            typer.echo(_json_line(asdict(r)))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="Kepatuhan SLA per OPD")
+    for col in ("OPD", "tiket", "tepat waktu", "median respons (mnt)", "p90 respons (mnt)",
+                "median umpan balik (jam)", "p90 umpan balik (jam)", "pelanggaran terbuka"):
+        table.add_column(col, justify="right" if col != "OPD" else "left")
+    fmt = lambda v, d=1: "-" if v is None else f"{v:.{d}f}"  # noqa: E731
+    for r in rows:
+        table.add_row(r.opd, str(r.tickets), f"{r.within:.0%}", fmt(r.median_response_min), fmt(r.p90_response_min),
+                      fmt(r.median_feedback_h), fmt(r.p90_feedback_h), str(r.open_breaches))
+    Console().print(table)
 
 
 def main() -> None:

@@ -39,7 +39,8 @@ class OPDConfig(Strict):
     name: str = Field(min_length=3)
     keywords: list[str] = []
     categories: list[str] = []
-    telegram_group: str | None = None  # chat id for SLA notifications
+    officers: NotifyTarget | None = None  # the OPD's complaint team (TPKPM), e.g. its Telegram group
+    head: NotifyTarget | None = None  # the head of the OPD, for escalations
 
 
 class SLAOverride(Strict):
@@ -47,11 +48,39 @@ class SLAOverride(Strict):
     citizen_feedback_hours: int | None = Field(default=None, gt=0)
 
 
+class NotifyTarget(Strict):
+    channel: str = "telegram"
+    address: str = Field(min_length=1)  # a Telegram group/chat id, a phone number...
+
+
+class EscalationStep(Strict):
+    after_minutes: int = Field(default=0, ge=0)  # minutes after the breach
+    target: Literal["opd_officers", "opd_head", "supervisor"]
+
+
+class BusinessHours(Strict):
+    """Optional office-hours calendar: when enabled, SLA clocks only run in these hours."""
+
+    enabled: bool = False
+    start: str = Field(default="07:30", pattern=r"^\d{2}:\d{2}$")
+    end: str = Field(default="16:00", pattern=r"^\d{2}:\d{2}$")
+    days: list[int] = [0, 1, 2, 3, 4]  # Monday=0
+    public_holidays: bool = True  # Indonesian national holidays (python-holidays)
+    extra_holidays: list[str] = []  # YYYY-MM-DD: cuti bersama, local holidays
+
+
 class SLAConfig(Strict):
     opd_response_minutes: int = Field(default=60, gt=0)
     citizen_feedback_hours: int = Field(default=24, gt=0)
     warn_ratio: float = Field(default=0.75, gt=0, lt=1)
     per_opd: dict[str, SLAOverride] = {}
+    escalation: list[EscalationStep] = [
+        EscalationStep(after_minutes=0, target="opd_officers"),
+        EscalationStep(after_minutes=30, target="opd_head"),
+        EscalationStep(after_minutes=60, target="supervisor"),
+    ]
+    supervisor: NotifyTarget | None = None  # the media-center supervisor
+    business_hours: BusinessHours = BusinessHours()
 
 
 class DedupConfig(Strict):
@@ -111,6 +140,10 @@ DEFAULT_TEMPLATES: dict[str, str] = {
     "status": "Status laporan {ticket}: {status}. {latest}",
     "status_unknown": "Nomor laporan {ticket} tidak ditemukan untuk akun Anda. Periksa kembali nomornya.",
     "operator_reply": "{text}",
+    "question": "Pertanyaan petugas tentang laporan {ticket}: {text} (balas pesan ini untuk menjawab)",
+    "sla_warning": "[Peringatan SLA] Laporan {ticket} ({opd}) mendekati batas waktu {clock}: sisa {remaining} menit. {link}",
+    "sla_breach": "[SLA TERLAMPAUI] Laporan {ticket} ({opd}) melewati batas waktu {clock} sejak {overdue} menit lalu. "
+                  "Eskalasi ke: {level}. {link}",
 }
 
 

@@ -105,6 +105,10 @@ class Ticket(SQLModel, table=True):
     rejected_at: Optional[datetime] = ts()
     reject_reason: Optional[str] = None
     updated_at: Optional[datetime] = ts()
+    # SLA: the clocks pause while the ticket waits on the citizen's answer.
+    awaiting_citizen_since: Optional[datetime] = ts()
+    sla_paused_seconds: int = 0
+    feedback_at: Optional[datetime] = ts()  # first real feedback to the citizen (not the automatic ack)
 
 
 class Message(SQLModel, table=True):

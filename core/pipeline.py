@@ -21,7 +21,8 @@ from core.classify import Decision, get_classifier
 from core.config import AppConfig
 from core.location import Place, extract, nearest_kelurahan
 from core.models import Contact, Event, Message, Ticket, utcnow
-from core.replies import queue_reply
+from core.replies import queue_reply, take_pending
+from core.selfservice import answer_status, attach_answer, awaiting_ticket, status_query
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +88,17 @@ def process(session: Session, cfg: AppConfig, message_id: int, notify: bool = Tr
     if contact is not None and contact.blocked:
         msg.kind, out.status, out.kind = "blocked", "blocked", "blocked"
         return out
+    is_query, ref = status_query(msg.text or "")
+    if is_query:
+        ticket = answer_status(session, cfg, msg, ref, notify)
+        out.kind = out.status = "status_query"
+        out.ticket = ticket.number if ticket else None
+        return _done(session, out)
+    waiting = awaiting_ticket(session, msg.contact_id)
+    if waiting is not None:
+        attach_answer(session, waiting, msg)
+        out.kind, out.ticket, out.opd, out.status = "answer", waiting.number, waiting.opd_code, waiting.status
+        return _done(session, out)
     decision = decision or get_classifier(cfg).classify(msg.text or "", msg.channel)
     if not decision.complaint:
         msg.kind, out.status, out.kind = "non_complaint", "non_complaint", "non_complaint"
@@ -101,8 +113,12 @@ def process(session: Session, cfg: AppConfig, message_id: int, notify: bool = Tr
     out.ticket, out.opd, out.status = ticket.number, ticket.opd_code, ticket.status
     if notify:
         template = "ack" if ticket.opd_code else "ack_triage"
-        reply = queue_reply(session, cfg, msg, template, ticket=ticket.number, opd=opd_name(cfg, ticket.opd_code))
-        out.outbound = [reply.id] if reply is not None and reply.delivery_state == "pending" else []
+        queue_reply(session, cfg, msg, template, ticket=ticket.number, opd=opd_name(cfg, ticket.opd_code))
+    return _done(session, out)
+
+
+def _done(session: Session, out: Outcome) -> Outcome:
+    out.outbound = take_pending(session)
     return out
 
 
@@ -144,10 +160,9 @@ def _join(session: Session, cfg: AppConfig, msg: Message, match: dedup.Match, ou
     if notify:
         # At most one "we already have this" per contact and ticket; one join notice per reporter.
         template = "duplicate_joined" if match.kind == "case" else "repeat"
-        reply = queue_reply(session, cfg, msg, template, key=f"{template}:{ticket.id}:{msg.contact_id}",
-                            ticket=ticket.number, opd=opd_name(cfg, ticket.opd_code))
-        out.outbound = [reply.id] if reply is not None and reply.delivery_state == "pending" else []
-    return out
+        queue_reply(session, cfg, msg, template, key=f"{template}:{ticket.id}:{msg.contact_id}",
+                    ticket=ticket.number, opd=opd_name(cfg, ticket.opd_code))
+    return _done(session, out)
 
 
 def received_wib(cfg: AppConfig, when: datetime) -> str:

@@ -1,7 +1,7 @@
 """The job queues (RQ on Redis). Jobs are enqueued by dotted path with JSON arguments only.
 
-Queues: ``inbound`` (a stored citizen message to process) and ``outbound`` (a stored reply to
-deliver). Connectors never import this module: they hand messages to `core.intake`.
+Queues: ``inbound`` (a stored citizen message to process), ``outbound`` (a stored reply to
+deliver) and ``maintenance`` (periodic jobs). Connectors never import this module: they hand messages to `core.intake`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ log = logging.getLogger(__name__)
 
 INBOUND = "inbound"
 OUTBOUND = "outbound"
-QUEUES = (INBOUND, OUTBOUND)
+MAINTENANCE = "maintenance"  # SLA sweep, reconciliation, retraining
+QUEUES = (INBOUND, OUTBOUND, MAINTENANCE)
 
 PROCESS_INBOUND = "workers.jobs.process_inbound"
 SEND_OUTBOUND = "workers.jobs.send_outbound"

@@ -12,11 +12,12 @@ import logging
 import random
 from dataclasses import dataclass
 from string import Formatter
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from connectors.base import Outgoing, PermanentError, RetryableError
 from core.config import AppConfig
@@ -26,6 +27,7 @@ from core.models import Contact, Event, Message, utcnow
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 6
+PENDING_KEY = "aduan_pending_outbound"
 FINAL_STATES = {"sent", "delivered", "failed", "suppressed", "undelivered"}
 
 
@@ -64,7 +66,14 @@ def queue_reply(session: Session, cfg: AppConfig, inbound: Message, template: st
             session.add(out)
     except IntegrityError:
         return None
+    if out.delivery_state == "pending":
+        session.info.setdefault(PENDING_KEY, []).append(out.id)
     return out
+
+
+def take_pending(session: Session) -> list[int]:
+    """Ids of replies created in this session, to enqueue once the transaction has committed."""
+    return session.info.pop(PENDING_KEY, [])
 
 
 @dataclass
@@ -95,11 +104,13 @@ def backoff(attempt: int, retry_after: float | None = None) -> float:
 def deliver(cfg: AppConfig, message_id: int) -> Delivery:
     """Send one stored outbound message through its channel's connector, at most once."""
     from core.channels import get_connector
+    from core.ratelimit import wait_for_slot
+    from core.redisconn import get_redis
 
-    out = _claim(message_id)
-    if out is None:
-        return Delivery(state="skipped")
     with session_scope() as s:
+        out = s.get(Message, message_id)
+        if out is None or out.delivery_state not in ("pending", "retry"):
+            return Delivery(state="skipped")
         contact = s.get(Contact, out.contact_id)
         inbound = s.get(Message, out.reply_to_id) if out.reply_to_id else None
     assert contact is not None
@@ -107,7 +118,19 @@ def deliver(cfg: AppConfig, message_id: int) -> Delivery:
                    reply_to=inbound.external_id if inbound is not None else None,
                    context=(inbound.raw or {}) if inbound is not None else {})
     try:
-        result = get_connector(cfg, out.channel).send(req)
+        connector = get_connector(cfg, out.channel)
+    except KeyError:
+        _finish(message_id, "failed", error=f"channel {out.channel!r} is not enabled in the configuration")
+        return Delivery(state="failed")
+    wait = wait_for_slot(get_redis(), connector.limits(req))
+    if wait > 0:  # over a provider limit: try again when the window reopens (nothing is dropped)
+        return Delivery(state="retry", retry_in=wait)
+    claimed = _claim(message_id)
+    if claimed is None:
+        return Delivery(state="skipped")
+    out = claimed
+    try:
+        result = connector.send(req)
     except RetryableError as exc:
         final = out.attempts >= MAX_ATTEMPTS
         delay = None if final else backoff(out.attempts, exc.retry_after)
@@ -137,3 +160,31 @@ def _finish(message_id: int, state: str, provider_id: str | None = None, error: 
                 contact.opted_out_reason = error
         s.add(Event(at=utcnow(), actor="worker", action=f"outbound.{state}", ticket_id=out.ticket_id,
                     message_id=message_id, data={"error": error} if error else {"provider_id": provider_id}))
+
+
+def reconcile_outbound(stale_pending: timedelta = timedelta(minutes=1),
+                       stale_sending: timedelta = timedelta(minutes=5)) -> dict[str, int]:
+    """Re-queue replies whose job was lost; flag replies whose send outcome is unknown.
+
+    A reply stuck in ``sending`` means a worker died between the provider call and the record:
+    it may or may not have reached the citizen, so it is NOT re-sent blindly. It becomes
+    ``unconfirmed`` and an operator decides (the console offers "send again").
+    """
+    from core.queue import enqueue_outbound
+
+    now = utcnow()
+    with session_scope() as s:
+        pending = s.exec(select(Message.id, Message.attempts).where(
+            Message.direction == "out", Message.delivery_state == "pending",
+            Message.created_at < now - stale_pending)).all()
+        stuck = s.exec(select(Message).where(
+            Message.direction == "out", Message.delivery_state == "sending",
+            Message.created_at < now - stale_sending)).all()
+        for m in stuck:
+            m.delivery_state = "unconfirmed"
+            m.error = "worker stopped while sending; check with the provider before sending again"
+            s.add(Event(at=now, actor="reconciler", action="outbound.unconfirmed", ticket_id=m.ticket_id,
+                        message_id=m.id))
+    for mid, attempts in pending:
+        enqueue_outbound(mid, attempt=attempts)
+    return {"requeued": len(pending), "unconfirmed": len(stuck)}

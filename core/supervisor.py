@@ -33,7 +33,8 @@ class Child:
 
 
 def _children(workers: int, host: str, port: int) -> list[Child]:
-    kids = [Child("web", ["web", "--host", host, "--port", str(port)]), Child("connectors", ["connectors"])]
+    kids = [Child("web", ["web", "--host", host, "--port", str(port)]), Child("connectors", ["connectors"]),
+            Child("scheduler", ["scheduler"])]
     kids += [Child(f"worker-{i + 1}", ["worker", "--name", f"{os.uname().nodename}-{os.getpid()}-{i + 1}"])
              for i in range(workers)]
     return kids

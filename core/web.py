@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from importlib import import_module
+
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, PlainTextResponse
 
@@ -27,8 +29,9 @@ def create_app(cfg: AppConfig | None = None) -> FastAPI:
         checks = {"database": _db_ok(), "redis": _redis_ok()}
         return JSONResponse(checks, status_code=200 if all(checks.values()) else 503)
 
-    for mount in _EXTENSIONS:
-        mount(app, cfg)
+    for path in _EXTENSIONS:
+        module, _, attr = path.partition(":")
+        getattr(import_module(module), attr)(app, cfg)
     return app
 
 
@@ -54,6 +57,8 @@ def _redis_ok() -> bool:
         return False
 
 
-# Features that add routes (console, status pages, Open311, sandbox) register a
-# `mount(app, cfg)` function here, in one line each.
-_EXTENSIONS: list = []
+# Features that add routes (console, status pages, Open311, sandbox) register their
+# `mount(app, cfg)` function here by dotted path, one line each.
+_EXTENSIONS: list[str] = [
+    "core.status_page:mount",
+]

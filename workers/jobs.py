@@ -31,3 +31,30 @@ def send_outbound(message_id: int, attempt: int = 0) -> dict:
     if result.state == "retry" and result.retry_in is not None:
         enqueue_outbound(message_id, delay=result.retry_in, attempt=attempt + 1)
     return {"state": result.state, "provider_id": result.provider_id}
+
+
+def sla_sweep() -> dict:
+    """Warn and escalate SLA clocks (every minute); notifications go out through the outbound queue."""
+    from core.sla import sweep
+
+    with session_scope() as session:
+        ids = sweep(session, get_config())
+    for mid in ids:
+        enqueue_outbound(mid)
+    return {"notifications": len(ids)}
+
+
+def reconcile() -> dict:
+    """Queue what a Redis outage or a lost job left behind (stored messages, pending replies)."""
+    from core.intake import reconcile as reconcile_inbound
+    from core.replies import reconcile_outbound
+
+    return {"inbound": reconcile_inbound(), **reconcile_outbound()}
+
+
+def nightly_train() -> dict:
+    """Retrain the router from the seed corpus and operators' labels; swapped in only if not worse."""
+    from core import train
+
+    fn = getattr(train, "nightly", None)
+    return fn(get_config()) if fn else {"skipped": "no trainer"}
