@@ -255,3 +255,33 @@ def test_sla_report_command(tg) -> None:  # type: ignore[no-untyped-def]
     bad = subprocess.run([sys.executable, "-m", "core.cli", "sla", "report", "--opd", "NOPE"], cwd=ROOT,
                          env=hub.env(), capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "unknown OPD code" in bad.stderr
+
+
+def test_resolution_is_told_to_every_reporter_of_a_merged_case(tg) -> None:  # type: ignore[no-untyped-def]
+    from core.db import session_scope
+    from core.queue import enqueue_outbound
+    from core.replies import take_pending
+    from core.tickets import TransitionError, set_status
+
+    hub, state = tg
+    report(hub, state, 810, "Banjir setinggi lutut di Jl. Dharmahusada karena saluran tersumbat")
+    report(hub, state, 811, "jl dharmahusada kebanjiran lagi, gorong2 buntu")
+    with session_scope() as s:
+        first, second = s.exec(select(Ticket).order_by(Ticket.id)).all()
+        for m in s.exec(select(Message).where(Message.ticket_id == second.id)).all():
+            m.ticket_id = first.id  # what a merge does
+        second.status = "closed"
+        with pytest.raises(TransitionError):
+            set_status(s, hub.cfg, first, "rejected", actor="op", reason=" ")
+        set_status(s, hub.cfg, first, "resolved", actor="op", response="Saluran sudah dibersihkan hari ini.")
+        number = first.number
+        pending = take_pending(s)
+    for mid in pending:
+        enqueue_outbound(mid)
+    hub.run_worker()
+    for chat in (810, 811):
+        last = state.messages_to(chat)[-1]["text"]
+        assert number in last and "Saluran sudah dibersihkan" in last and "selesai" in last
+    with hub.session() as s:
+        t = s.get(Ticket, first.id)
+    assert t.status == "resolved" and t.resolved_at and t.feedback_at
