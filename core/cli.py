@@ -184,6 +184,44 @@ def sla_report(since: Optional[str] = typer.Option(None, help="Only tickets crea
     Console().print(table)
 
 
+jobs_app = typer.Typer(help="Messages that could not be processed: list them, replay them after a fix.",
+                       no_args_is_help=True)
+app.add_typer(jobs_app, name="jobs")
+
+
+@jobs_app.command("failed")
+def jobs_failed(as_json: bool = typer.Option(False, "--json", help="Print JSON lines.")) -> None:
+    """List parked messages with their last error."""
+    from sqlmodel import select
+
+    from core.db import session_scope
+    from core.models import Message
+
+    config()
+    with session_scope() as s:
+        rows = s.exec(select(Message).where(Message.direction == "in", Message.state == "failed")).all()
+        items = [{"id": m.id, "channel": m.channel, "external_id": m.external_id, "attempts": m.attempts,
+                  "error": m.error} for m in rows]
+    for item in items:
+        typer.echo(_json_line(item) if as_json else
+                   f"{item['id']:>8}  {item['channel']}:{item['external_id']}  x{item['attempts']}  {item['error']}")
+    if not items and not as_json:
+        typer.echo("no failed messages")
+
+
+@jobs_app.command("replay")
+def jobs_replay(ids: Optional[list[int]] = typer.Argument(None, help="Message ids (default: every failed message)."),
+                all_: bool = typer.Option(False, "--all", help="Replay every failed message.")) -> None:
+    """Queue parked messages again (after fixing what made them fail)."""
+    from workers.jobs import replay_failed
+
+    config()
+    if not ids and not all_:
+        fail("name message ids (see `aduan jobs failed`) or pass --all")
+    n = replay_failed(list(ids) if ids else None)
+    typer.echo(f"{n} message(s) queued again")
+
+
 def main() -> None:
     try:
         app()

@@ -147,6 +147,13 @@ DEFAULT_TEMPLATES: dict[str, str] = {
 }
 
 
+class QueueConfig(Strict):
+    """Retries: a failing inbound job is retried after these delays (seconds), then parked as failed."""
+
+    inbound_retry_delays: list[int] = [2, 10, 30, 120, 600]
+    outbound_max_attempts: int = Field(default=6, ge=1, le=50)
+
+
 class AppConfig(Strict):
     hub: HubConfig = HubConfig()
     channels: dict[str, dict[str, Any]] = {}
@@ -154,6 +161,7 @@ class AppConfig(Strict):
     sla: SLAConfig = SLAConfig()
     dedup: DedupConfig = DedupConfig()
     classify: ClassifyConfig = ClassifyConfig()
+    queue: QueueConfig = QueueConfig()
     templates: dict[str, str] = dict(DEFAULT_TEMPLATES)
 
     @field_validator("templates")

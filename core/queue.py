@@ -29,10 +29,15 @@ def get_queue(name: str) -> Queue:
 
 
 def enqueue_inbound(message_id: int) -> None:
-    """Queue a stored inbound message. The job id makes a second enqueue of the same message a no-op."""
+    """Queue a stored inbound message (one job id per message: enqueueing it again is harmless,
+    the pipeline's claim makes processing happen once)."""
+    from core.config import get_config
+
+    delays = get_config().queue.inbound_retry_delays
     get_queue(INBOUND).enqueue(
         PROCESS_INBOUND, message_id, job_id=f"in-{message_id}",
-        retry=Retry(max=5, interval=[1, 5, 15, 60, 300]), result_ttl=600, failure_ttl=30 * 86400,
+        retry=Retry(max=len(delays), interval=delays) if delays else None,
+        result_ttl=600, failure_ttl=30 * 86400,
     )
 
 

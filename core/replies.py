@@ -26,7 +26,6 @@ from core.models import Contact, Event, Message, utcnow
 
 log = logging.getLogger(__name__)
 
-MAX_ATTEMPTS = 6
 PENDING_KEY = "aduan_pending_outbound"
 FINAL_STATES = {"sent", "delivered", "failed", "suppressed", "undelivered"}
 
@@ -132,7 +131,7 @@ def deliver(cfg: AppConfig, message_id: int) -> Delivery:
     try:
         result = connector.send(req)
     except RetryableError as exc:
-        final = out.attempts >= MAX_ATTEMPTS
+        final = out.attempts >= cfg.queue.outbound_max_attempts
         delay = None if final else backoff(out.attempts, exc.retry_after)
         _finish(message_id, "failed" if final else "retry", error=str(exc))
         return Delivery(state="failed" if final else "retry", retry_in=delay)

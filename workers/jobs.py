@@ -16,13 +16,57 @@ log = logging.getLogger(__name__)
 def process_inbound(message_id: int) -> dict | None:
     """Process one stored citizen message, then queue the replies it produced."""
     cfg = get_config()
-    with session_scope() as session:
-        outcome = process(session, cfg, message_id)
+    try:
+        with session_scope() as session:
+            outcome = process(session, cfg, message_id)
+    except Exception as exc:
+        _record_failure(message_id, exc, cfg.queue.inbound_retry_delays)
+        raise  # RQ retries with the configured delays, then parks the job in its failed registry
     if outcome is None:
         return None
     for out_id in outcome.outbound:
         enqueue_outbound(out_id)
     return outcome.public()
+
+
+def _record_failure(message_id: int, exc: Exception, delays: list[int]) -> None:
+    """Count the failed attempt on the message; after the last retry it is parked as 'failed'."""
+    from core.models import Event, Message, utcnow
+
+    try:
+        with session_scope() as session:
+            msg = session.get(Message, message_id)
+            if msg is None or msg.state != "stored":
+                return
+            msg.attempts += 1
+            msg.error = f"{type(exc).__name__}: {exc}"[:500]
+            if msg.attempts > len(delays):
+                msg.state = "failed"
+                session.add(Event(at=utcnow(), actor="worker", action="message.failed", message_id=message_id,
+                                  data={"error": msg.error, "attempts": msg.attempts}))
+    except Exception:  # noqa: BLE001 - the database itself may be the failure
+        log.exception("could not record the failure of message %s", message_id)
+
+
+def replay_failed(message_ids: list[int] | None = None) -> int:
+    """Put parked messages back in the queue after a fix (all failed ones, or the given ids)."""
+    from sqlmodel import select
+
+    from core.models import Event, Message, utcnow
+    from core.queue import enqueue_inbound
+
+    with session_scope() as session:
+        q = select(Message).where(Message.direction == "in", Message.state == "failed")
+        if message_ids:
+            q = q.where(Message.id.in_(message_ids))
+        rows = session.exec(q).all()
+        for m in rows:
+            m.state, m.attempts = "stored", 0
+            session.add(Event(at=utcnow(), actor="admin", action="message.replay", message_id=m.id))
+        ids = [m.id for m in rows]
+    for mid in ids:
+        enqueue_inbound(mid)
+    return len(ids)
 
 
 def send_outbound(message_id: int, attempt: int = 0) -> dict:
