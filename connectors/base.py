@@ -32,6 +32,23 @@ class ParseError(ValueError):
     """The payload is not something this provider sends: answer 400, store nothing."""
 
 
+def strict_parse(fn):  # type: ignore[no-untyped-def]
+    """Decorator for `parse`: any malformed field (wrong type, missing key, invalid value) becomes a
+    ParseError naming the problem, so webhooks answer 400 and never 500."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(cls, raw):  # type: ignore[no-untyped-def]
+        try:
+            return fn(cls, raw)
+        except ParseError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError) as exc:
+            raise ParseError(f"malformed payload: {type(exc).__name__}: {str(exc)[:200]}") from None
+
+    return wrapper
+
+
 class RetryableError(Exception):
     """Try again later (network error, 5xx, 429). `retry_after` in seconds when the provider says."""
 

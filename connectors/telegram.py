@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from pydantic import SecretStr, model_validator
 
 from connectors.base import (ChannelSettings, Connector, Outgoing, ParseError, PermanentError, RetryableError,
-                             SendResult)
+                             SendResult, strict_parse)
 from core.message import Attachment, GeoPoint, InboundMessage
 
 log = logging.getLogger(__name__)
@@ -70,6 +70,7 @@ class TelegramConnector(Connector):
         return self.settings.mode == "polling"
 
     @classmethod
+    @strict_parse
     def parse(cls, raw: dict[str, Any]) -> InboundMessage | None:
         """An Update (Bot API JSON) -> InboundMessage; None for updates that carry no citizen message."""
         if not isinstance(raw, dict) or not isinstance(raw.get("update_id"), int):

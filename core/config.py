@@ -147,6 +147,12 @@ DEFAULT_TEMPLATES: dict[str, str] = {
 }
 
 
+class FloodConfig(Strict):
+    """A sender writing more than this in a minute is throttled and flagged, not acknowledged each time."""
+
+    max_per_minute: int = Field(default=20, ge=1)
+
+
 class QueueConfig(Strict):
     """Retries: a failing inbound job is retried after these delays (seconds), then parked as failed."""
 
@@ -162,6 +168,7 @@ class AppConfig(Strict):
     dedup: DedupConfig = DedupConfig()
     classify: ClassifyConfig = ClassifyConfig()
     queue: QueueConfig = QueueConfig()
+    flood: FloodConfig = FloodConfig()
     templates: dict[str, str] = dict(DEFAULT_TEMPLATES)
 
     @field_validator("templates")

@@ -71,6 +71,7 @@ class Contact(SQLModel, table=True):
     opted_out: bool = False
     opted_out_reason: Optional[str] = None
     blocked: bool = False
+    flagged_at: Optional[datetime] = ts()  # throttled for flooding; shown to admins
     created_at: Optional[datetime] = ts()
     last_inbound_at: Optional[datetime] = ts()
 

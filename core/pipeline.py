@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import update
-from sqlmodel import Session
+from sqlmodel import Session, func, select
 
 from core import dedup
 from core.classify import Decision, get_classifier
@@ -88,6 +88,9 @@ def process(session: Session, cfg: AppConfig, message_id: int, notify: bool = Tr
     if contact is not None and contact.blocked:
         msg.kind, out.status, out.kind = "blocked", "blocked", "blocked"
         return out
+    if contact is not None and _flooding(session, cfg, msg, contact):
+        msg.kind, out.status, out.kind = "throttled", "throttled", "throttled"
+        return out
     is_query, ref = status_query(msg.text or "")
     if is_query:
         ticket = answer_status(session, cfg, msg, ref, notify)
@@ -115,6 +118,21 @@ def process(session: Session, cfg: AppConfig, message_id: int, notify: bool = Tr
         template = "ack" if ticket.opd_code else "ack_triage"
         queue_reply(session, cfg, msg, template, ticket=ticket.number, opd=opd_name(cfg, ticket.opd_code))
     return _done(session, out)
+
+
+def _flooding(session: Session, cfg: AppConfig, msg: Message, contact: Contact) -> bool:
+    """More than the configured messages a minute from one sender: stored, flagged, not processed further."""
+    since = (msg.received_at or utcnow()) - timedelta(minutes=1)
+    recent = session.exec(select(func.count()).select_from(Message).where(
+        Message.contact_id == contact.id, Message.direction == "in", Message.received_at > since,
+        Message.received_at <= msg.received_at, Message.id != msg.id)).one()
+    if recent < cfg.flood.max_per_minute:
+        return False
+    if contact.flagged_at is None:
+        contact.flagged_at = utcnow()
+        session.add(Event(at=utcnow(), actor="worker", action="contact.flagged", message_id=msg.id,
+                          data={"contact": contact.id, "per_minute": recent + 1}))
+    return True
 
 
 def _done(session: Session, out: Outcome) -> Outcome:
