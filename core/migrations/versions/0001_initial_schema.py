@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-29 08:10:22.927737
+Create Date: 2026-11-29 08:14:04.512776
 """
 from alembic import op
 import sqlalchemy as sa
@@ -78,6 +78,7 @@ def upgrade() -> None:
     sa.Column('opted_out', sa.Boolean(), nullable=False),
     sa.Column('opted_out_reason', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
     sa.Column('blocked', sa.Boolean(), nullable=False),
+    sa.Column('flagged_at', core.models.UTCDateTime(), nullable=True),
     sa.Column('created_at', core.models.UTCDateTime(), nullable=True),
     sa.Column('last_inbound_at', core.models.UTCDateTime(), nullable=True),
     sa.ForeignKeyConstraint(['citizen_id'], ['citizen.id'], ),
