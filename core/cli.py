@@ -54,12 +54,16 @@ def migrate() -> None:
 
 @app.command()
 def worker(burst: bool = typer.Option(False, help="Exit when the queues are empty."),
-           name: Optional[str] = typer.Option(None, help="Worker name shown in monitoring.")) -> None:
-    """Run one worker on the inbound and outbound queues (start more, on any machine, to scale out)."""
+           name: Optional[str] = typer.Option(None, help="Worker name shown in monitoring."),
+           queues: Optional[str] = typer.Option(None, help="Comma-separated queues (default: inbound,outbound,maintenance).")) -> None:
+    """Run one worker on the hub's queues (start more, on any machine, to scale out)."""
     from workers.main import run_worker
 
     config()
-    run_worker(burst=burst, name=name)
+    try:
+        run_worker(burst=burst, name=name, queues=[q.strip() for q in queues.split(",")] if queues else None)
+    except ValueError as exc:
+        fail(f"--queues: {exc}")
 
 
 @app.command()
@@ -93,12 +97,16 @@ def scheduler() -> None:
 @app.command()
 def up(workers: int = typer.Option(2, "--workers", "-w", min=1, max=64, help="Worker processes."),
        host: str = typer.Option("127.0.0.1", help="Address for the console and webhooks."),
-       port: int = typer.Option(8000, help="Port for the console and webhooks.")) -> None:
+       port: int = typer.Option(8000, help="Port for the console and webhooks."),
+       sandbox: bool = typer.Option(False, "--sandbox", help="Use local fake providers (no accounts needed); citizen phone at /sandbox."),
+       seed_demo: bool = typer.Option(False, "--seed-demo", help="With --sandbox: play in a day of demo complaints on every channel.")) -> None:
     """Run everything: web, connectors and N workers, supervised; Ctrl-C stops them cleanly."""
     from core.supervisor import run_hub
 
     config()
-    raise typer.Exit(run_hub(workers=workers, host=host, port=port))
+    if seed_demo and not sandbox:
+        fail("--seed-demo needs --sandbox (the demo complaints travel through the fake providers)")
+    raise typer.Exit(run_hub(workers=workers, host=host, port=port, sandbox=sandbox, seed_demo=seed_demo))
 
 
 @app.command()
@@ -135,6 +143,70 @@ def eval_classify(file: Path = typer.Argument(..., exists=True, dir_okay=False, 
     from core.train import cli_eval
 
     raise typer.Exit(cli_eval(file, config(), as_json) or 0)
+
+
+@eval_app.command("dedup")
+def eval_dedup(file: Path = typer.Argument(..., exists=True, dir_okay=False,
+                                           help='Time-ordered JSONL: normalised messages, each with a "case" field.'),
+               as_json: bool = typer.Option(False, "--json", help="Print the report as JSON.")) -> None:
+    """Pairwise and B-cubed precision/recall/F1 of deduplication, on a fresh temporary database."""
+    from core.dedup_eval import cli_eval as dedup_eval
+
+    raise typer.Exit(dedup_eval(config(), file, as_json))
+
+
+@bench_app.command("dedup")
+def bench_dedup(sizes: str = typer.Option("10000,100000,1000000", help="Stored complaints per run, e.g. 10000,100000."),
+                queries: int = typer.Option(500, min=10, help="Lookups timed per size."),
+                as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON.")) -> None:
+    """p50/p99 near-duplicate lookup time and index memory as history grows, beside brute force."""
+    from core.dedup_bench import cli_bench
+
+    try:
+        counts = [int(x.replace("_", "")) for x in sizes.split(",") if x.strip()]
+    except ValueError:
+        fail(f"--sizes {sizes!r}: give whole numbers separated by commas, e.g. --sizes 10000,100000")
+    if not counts or min(counts) < 100:
+        fail("--sizes: each size must be at least 100")
+    raise typer.Exit(cli_bench(config(), counts, queries, as_json))
+
+
+@bench_app.command("pipeline")
+def bench_pipeline(messages: int = typer.Option(5000, min=100, help="Messages per run."),
+                   workers: str = typer.Option("1,2,4", help="Worker counts to run, e.g. 1,2,4."),
+                   steady_rate: int = typer.Option(200, help="Arrival rate for the latency run (messages/s)."),
+                   steady_seconds: int = typer.Option(10, help="Length of the latency run."),
+                   as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON.")) -> None:
+    """End-to-end throughput with 1, 2, 4 workers, p50/p99 latency, memory, and plain RQ beside it."""
+    from rich.progress import Progress
+
+    from core.bench import bench
+
+    try:
+        counts = [int(w) for w in workers.split(",")]
+    except ValueError:
+        fail(f"--workers {workers!r}: give numbers separated by commas, e.g. 1,2,4")
+    with Progress(transient=True, console=_stderr()) as bar:
+        task = bar.add_task("benchmark", total=None)
+        res = bench(messages, counts, steady_rate, steady_seconds,
+                    progress=lambda done, total: bar.update(task, completed=done, total=total))
+    if as_json:
+        typer.echo(json.dumps(res, indent=2))
+        return
+    typer.echo(f"backend: redis={res['backend']['redis']} database={res['backend']['database']}")
+    typer.echo(f"{'workers':>7} {'messages':>8} {'msg/s':>9} {'rq no-op/s':>11} {'ratio':>6} {'peak MB/worker':>15}")
+    for run, noop in zip(res["runs"], res["rq_noop"]):
+        typer.echo(f"{run['workers']:>7} {run['messages']:>8} {run['per_second']:>9.0f} {noop['per_second']:>11.0f} "
+                   f"{run['ratio_vs_rq_noop']:>6.2f} {max(run['peak_rss_mb'] or [0]):>15.0f}")
+    st = res["steady"]
+    typer.echo(f"latency intake -> acknowledgement queued at {st['rate']} msg/s: "
+               f"p50 {st['p50_ms']:.0f} ms, p99 {st['p99_ms']:.0f} ms")
+
+
+def _stderr():  # type: ignore[no-untyped-def]
+    from rich.console import Console
+
+    return Console(stderr=True)
 
 
 sla_app = typer.Typer(help="SLA compliance: the OPD responds within 60 minutes, the citizen hears back within 24 hours.",
@@ -220,6 +292,95 @@ def jobs_replay(ids: Optional[list[int]] = typer.Argument(None, help="Message id
         fail("name message ids (see `aduan jobs failed`) or pass --all")
     n = replay_failed(list(ids) if ids else None)
     typer.echo(f"{n} message(s) queued again")
+
+
+user_app = typer.Typer(help="Console accounts: create the first admin, reset passwords, disable.", no_args_is_help=True)
+app.add_typer(user_app, name="user")
+_PW = dict(prompt=True, hide_input=True, envvar="ADUAN_USER_PASSWORD", help="At least 10 characters (prompted when omitted; or $ADUAN_USER_PASSWORD).")
+
+
+def _user_op(username: str, op):  # type: ignore[no-untyped-def]
+    from core import auth
+    from core.db import session_scope
+
+    cfg = config()
+    try:
+        with session_scope() as s:
+            user = auth.get_user(s, username)
+            if user is None:
+                fail(f"no user {username!r} (create it with `aduan user add`)")
+            op(s, auth, user, cfg)
+    except auth.AuthError as exc:
+        fail(str(exc))
+
+
+@user_app.command("add")
+def user_add(username: str = typer.Argument(..., help="Lowercase login name."),
+             role: str = typer.Option(..., "--role", "-r", help="admin | operator | opd | viewer"),
+             opd: Optional[str] = typer.Option(None, "--opd", help="OPD code, for OPD officers (role opd)."),
+             name: str = typer.Option("", "--name", help="Display name."),
+             password: str = typer.Option(..., "--password", confirmation_prompt=True, **_PW)) -> None:
+    """Create a console account (e.g. the first admin)."""
+    from core import auth
+    from core.db import session_scope
+
+    cfg = config()
+    try:
+        with session_scope() as s:
+            auth.create_user(s, username, password, role, opd, display_name=name, actor="cli",
+                             known_opds=[o.code for o in cfg.opds])
+    except auth.AuthError as exc:
+        fail(str(exc))
+    typer.echo(f"user {username.lower()} created ({role}{' ' + opd if opd else ''})")
+
+
+@user_app.command("passwd")
+def user_passwd(username: str = typer.Argument(...),
+                password: str = typer.Option(..., "--password", confirmation_prompt=True, **_PW)) -> None:
+    """Set a new password (ends the user's open sessions)."""
+    _user_op(username, lambda s, auth, u, cfg: auth.set_password(s, u, password, "cli"))
+    typer.echo(f"password of {username.lower()} changed")
+
+
+@user_app.command("disable")
+def user_disable(username: str = typer.Argument(...),
+                 enable: bool = typer.Option(False, "--enable", help="Re-enable instead.")) -> None:
+    """Disable an account (it can no longer sign in; open sessions end at once)."""
+    _user_op(username, lambda s, auth, u, cfg: auth.set_active(s, u, enable, "cli"))
+    typer.echo(f"user {username.lower()} {'enabled' if enable else 'disabled'}")
+
+
+apikey_app = typer.Typer(help="API keys for Open311 GeoReport clients (only the key's hash is stored).",
+                         no_args_is_help=True)
+app.add_typer(apikey_app, name="apikey")
+
+
+@apikey_app.command("add")
+def apikey_add(name: str = typer.Argument(..., help="Who the key is for, e.g. 'dashboard-bappeda'.")) -> None:
+    """Issue a key for POST /open311/v2/requests; it is printed once, store it safely."""
+    from core.db import session_scope
+    from core.open311 import issue_key
+
+    config()
+    if not name.strip():
+        fail("NAME must not be empty")
+    with session_scope() as s:
+        key = issue_key(s, name, actor="cli")
+    typer.echo(key)
+
+
+report_app = typer.Typer(help="Reports for policy makers.", no_args_is_help=True)
+app.add_typer(report_app, name="report")
+
+
+@report_app.command("monthly")
+def report_monthly(month: str = typer.Option(..., help="The month, YYYY-MM (WIB), e.g. 2026-11."),
+                   opd: Optional[str] = typer.Option(None, help="Only this OPD code (default: every OPD)."),
+                   out: Optional[Path] = typer.Option(None, help="Write the HTML here (default: stdout).")) -> None:
+    """The monthly report per OPD as printable HTML (print it to PDF from the browser)."""
+    from core.report import cli_monthly
+
+    raise typer.Exit(cli_monthly(config(), month, opd, out, fail))
 
 
 def main() -> None:

@@ -16,12 +16,13 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import update
 from sqlmodel import Session, func, select
 
-from core import dedup
+from core import dedup, musrenbang
 from core.classify import Decision, get_classifier
 from core.config import AppConfig
 from core.location import Place, extract, nearest_kelurahan
 from core.models import Contact, Event, Message, Ticket, utcnow
 from core.replies import queue_reply, take_pending
+from core.threads import link_reply
 from core.selfservice import answer_status, attach_answer, awaiting_ticket, status_query
 
 log = logging.getLogger(__name__)
@@ -97,10 +98,17 @@ def process(session: Session, cfg: AppConfig, message_id: int, notify: bool = Tr
         out.kind = out.status = "status_query"
         out.ticket = ticket.number if ticket else None
         return _done(session, out)
+    if musrenbang.handle(session, cfg, msg, notify):  # an e-Musrenbang proposal conversation, not a complaint
+        out.kind = out.status = "proposal"
+        return _done(session, out)
     waiting = awaiting_ticket(session, msg.contact_id)
     if waiting is not None:
         attach_answer(session, waiting, msg)
         out.kind, out.ticket, out.opd, out.status = "answer", waiting.number, waiting.opd_code, waiting.status
+        return _done(session, out)
+    thread = link_reply(session, msg)
+    if thread is not None:  # a reply in the thread of an existing ticket (e.g. under the city's reply)
+        out.kind, out.ticket, out.opd, out.status = "thread", thread.number, thread.opd_code, thread.status
         return _done(session, out)
     decision = decision or get_classifier(cfg).classify(msg.text or "", msg.channel)
     if not decision.complaint:

@@ -15,10 +15,21 @@ from core.queue import QUEUES
 from core.redisconn import get_redis
 
 
-def run_worker(burst: bool = False, name: str | None = None) -> bool:
+def run_worker(burst: bool = False, name: str | None = None, queues: list[str] | None = None) -> bool:
     """Run until stopped (or, with burst, until the queues are empty)."""
     from core.config import get_config
 
-    get_config()  # fail fast on a bad configuration, before taking jobs
-    worker = SimpleWorker(list(QUEUES), connection=get_redis(), serializer=JSONSerializer, name=name)
+    cfg = get_config()  # fail fast on a bad configuration, before taking jobs
+    unknown = set(queues or []) - set(QUEUES)
+    if unknown:
+        raise ValueError(f"unknown queue(s) {', '.join(sorted(unknown))}; known: {', '.join(QUEUES)}")
+    _warm(cfg)
+    worker = SimpleWorker(queues or list(QUEUES), connection=get_redis(), serializer=JSONSerializer, name=name)
     return worker.work(burst=burst, with_scheduler=True, logging_level=logging.WARNING)
+
+
+def _warm(cfg) -> None:  # type: ignore[no-untyped-def]
+    """Load the classifier before the first job, so no citizen waits for it."""
+    from core.classify import get_classifier
+
+    get_classifier(cfg).classify("lampu jalan mati")
