@@ -31,6 +31,7 @@ class TelegramSettings(ChannelSettings):
     api_base: str = "https://api.telegram.org"
     poll_timeout: int = 25
     max_text: int = 4096
+    bot_rate_per_second: int = 30  # Telegram's broadcast limit for one bot
 
     @model_validator(mode="after")
     def _needs(self) -> "TelegramSettings":
@@ -117,10 +118,24 @@ class TelegramConnector(Connector):
 
     def limits(self, out: Outgoing) -> list[tuple[str, int, float]]:
         """Bot API limits: about 30 messages per second per bot, one per second per chat."""
-        return [("telegram:bot", 30, 1.0), (f"telegram:chat:{out.to}", 1, 1.0)]
+        return [("telegram:bot", self.settings.bot_rate_per_second, 1.0), (f"telegram:chat:{out.to}", 1, 1.0)]
 
     def send(self, out: Outgoing) -> SendResult:
-        return asyncio.run(self._send(out))
+        """Synchronous for the worker; one event loop and one HTTP connection pool per process."""
+        return self._loop().run_until_complete(self._send(out))
+
+    def _loop(self) -> asyncio.AbstractEventLoop:
+        loop = getattr(self, "_event_loop", None)
+        if loop is None or loop.is_closed():
+            loop = self._event_loop = asyncio.new_event_loop()
+            self._bot = None
+        return loop
+
+    async def _client(self):  # type: ignore[no-untyped-def]
+        if getattr(self, "_bot", None) is None:
+            self._bot = self.bot()
+            await self._bot.initialize()
+        return self._bot
 
     async def _send(self, out: Outgoing) -> SendResult:
         from telegram import ReplyParameters
@@ -131,11 +146,11 @@ class TelegramConnector(Connector):
             reply_id = int(out.reply_to.split(":")[1])
         ids: list[str] = []
         try:
-            async with self.bot() as bot:
-                for i, part in enumerate(self.split(out.text)):
-                    params = ReplyParameters(reply_id, allow_sending_without_reply=True) if reply_id and i == 0 else None
-                    sent = await bot.send_message(chat_id=int(out.to), text=part, reply_parameters=params)
-                    ids.append(f"{sent.chat_id}:{sent.message_id}")
+            bot = await self._client()  # one pooled client per process
+            for i, part in enumerate(self.split(out.text)):
+                params = ReplyParameters(reply_id, allow_sending_without_reply=True) if reply_id and i == 0 else None
+                sent = await bot.send_message(chat_id=int(out.to), text=part, reply_parameters=params)
+                ids.append(f"{sent.chat_id}:{sent.message_id}")
         except RetryAfter as exc:
             ra = exc.retry_after
             raise RetryableError(f"Telegram rate limit: {exc}", retry_after=ra.total_seconds() if hasattr(ra, "total_seconds") else float(ra)) from None

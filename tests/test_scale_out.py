@@ -1,0 +1,100 @@
+"""Scale-out for real: the web process and two `aduan worker` processes on a real Redis server and a
+real PostgreSQL, a few thousand messages through the webhook, each processed and acknowledged once."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import yaml
+from sqlalchemy import create_engine, text
+
+from connectors.fakes import serve
+from connectors.fakes.telegram import TelegramState, create_app as fake_app
+from tests.conftest import ROOT, _create_pg_database, base_config
+from tests.services import free_port
+
+TOKEN, SECRET = "77:SCALE-token", "scale-secret"
+N = 1000
+
+
+def complaint_texts() -> list[str]:
+    texts = []
+    for f in sorted((ROOT / "core" / "data" / "seed").glob("*.jsonl")):
+        if f.name != "NONE.jsonl":
+            texts += [json.loads(line)["text"] for line in f.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return texts
+
+
+def test_two_workers_and_web_share_the_work_exactly_once(tmp_path: Path, pg_server: str, redis_server: str) -> None:
+    import redis
+
+    redis.Redis.from_url(redis_server).flushdb()
+    db_url = _create_pg_database(pg_server)
+    fake = TelegramState(token=TOKEN)
+    provider = serve(fake_app(fake))
+    cfg = base_config()
+    cfg["channels"]["telegram"].update(enabled=True, mode="webhook", api_base=provider.url, bot_rate_per_second=2000)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg, allow_unicode=True))
+    env = {**__import__("os").environ, "ADUAN_CONFIG": str(tmp_path / "config.yaml"), "ADUAN_DATA_DIR": str(tmp_path),
+           "DATABASE_URL": db_url, "REDIS_URL": redis_server, "TELEGRAM_BOT_TOKEN": TOKEN,
+           "TELEGRAM_SECRET_TOKEN": SECRET}
+    subprocess.run([sys.executable, "-m", "core.cli", "migrate"], cwd=ROOT, env=env, check=True, capture_output=True)
+    port = free_port()
+    procs = [subprocess.Popen([sys.executable, "-m", "core.cli", "web", "--port", str(port)], cwd=ROOT, env=env,
+                              stderr=subprocess.DEVNULL)]
+    procs += [subprocess.Popen([sys.executable, "-m", "core.cli", "worker", "--name", f"scale-{i}"], cwd=ROOT,
+                               env=env, stderr=subprocess.DEVNULL) for i in range(2)]
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "web process not ready"
+            time.sleep(0.1)
+        texts = complaint_texts()
+        updates = [fake.citizen_update(3_000_000 + i, f"{texts[i % len(texts)]} (laporan warga {i})") for i in range(N)]
+        headers = {"X-Telegram-Bot-Api-Secret-Token": SECRET}
+        with httpx.Client(base_url=base, headers=headers, timeout=30) as client, ThreadPoolExecutor(8) as pool:
+            codes = list(pool.map(lambda u: client.post("/webhooks/telegram", json=u).status_code, updates))
+            # a quarter of them delivered twice, as Telegram does after a timeout
+            codes += list(pool.map(lambda u: client.post("/webhooks/telegram", json=u).status_code, updates[::4]))
+        assert set(codes) == {200}
+        engine = create_engine(db_url.replace("postgresql://", "postgresql+psycopg://"))
+        deadline = time.monotonic() + 240
+        while True:
+            with engine.connect() as c:
+                left = c.execute(text("SELECT count(*) FROM message WHERE direction='in' AND state <> 'processed'")).scalar_one()
+                pending = c.execute(text("SELECT count(*) FROM message WHERE direction='out' "
+                                         "AND delivery_state IN ('pending','sending','retry')")).scalar_one()
+            if left == 0 and pending == 0:
+                break
+            assert time.monotonic() < deadline, f"{left} unprocessed, {pending} replies pending"
+            time.sleep(0.5)
+        with engine.connect() as c:
+            inbound = c.execute(text("SELECT count(*) FROM message WHERE direction='in'")).scalar_one()
+            per_reply = c.execute(text("SELECT reply_to_id, count(*) FROM message WHERE direction='out' "
+                                       "GROUP BY reply_to_id HAVING count(*) > 1")).all()
+            outbound = c.execute(text("SELECT count(*) FROM message WHERE direction='out'")).scalar_one()
+            workers = c.execute(text("SELECT count(DISTINCT actor) FROM event")).scalar_one()
+        assert inbound == N and per_reply == []
+        per_chat = Counter(m["chat"]["id"] for m in fake.sent)
+        assert len(fake.sent) == outbound and max(per_chat.values()) == 1  # nobody acknowledged twice
+        assert outbound >= N * 0.9  # complaints are acknowledged (non-complaints get no reply)
+        assert workers >= 1
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(timeout=20)
+        provider.stop()
