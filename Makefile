@@ -39,9 +39,14 @@ system-deps:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
+# With no provider credentials in the environment the hub starts in sandbox mode: local fake
+# providers and a "citizen phone" at http://127.0.0.1:8000/sandbox.
 run: $(STAMP)
 	$(BIN)/aduan migrate
-	$(BIN)/aduan up
+	@if [ -z "$$TELEGRAM_BOT_TOKEN$$TWILIO_AUTH_TOKEN$$X_ACCESS_TOKEN$$X_BEARER_TOKEN$$INSTAGRAM_GRAPH_TOKEN" ]; then \
+	  echo "no provider credentials set: starting in sandbox mode (http://127.0.0.1:8000/sandbox)"; \
+	  $(BIN)/aduan up --sandbox; \
+	else $(BIN)/aduan up; fi
 
 test: system-deps $(TSTAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

@@ -15,6 +15,11 @@ if TYPE_CHECKING:
 
 REGISTRY: dict[str, str] = {
     "telegram": "connectors.telegram:TelegramConnector",
+    "sms": "connectors.sms:SmsConnector",
+    "whatsapp": "connectors.whatsapp:WhatsAppConnector",
+    "twitter": "connectors.twitter:TwitterConnector",
+    "instagram": "connectors.instagram:InstagramConnector",
+    "open311": "connectors.open311:Open311Connector",
 }
 
 

@@ -39,6 +39,9 @@ def main_options(
 ) -> None:
     if config_path is not None:
         os.environ["ADUAN_CONFIG"] = str(config_path.resolve())  # children of `up` inherit it
+    from core.logs import setup
+
+    setup()
 
 
 @app.command()

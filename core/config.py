@@ -88,10 +88,14 @@ class DedupConfig(Strict):
     case_window_days: int = Field(default=14, gt=0)
     per_opd_window_days: dict[str, int] = {}
     lsh_threshold: float = Field(default=0.3, gt=0, lt=1)
-    num_perm: int = Field(default=128, ge=16, le=512)
+    num_perm: int = Field(default=64, ge=16, le=512)
     repeat_similarity: float = Field(default=0.6, gt=0, le=1)
     case_similarity: float = Field(default=0.35, gt=0, le=1)
     geo_distance_m: float = Field(default=200.0, gt=0)
+    # Share of the problem words (of the shorter report) two reports must have in common to be one case.
+    problem_overlap: float = Field(default=0.5, gt=0, le=1)
+    # Word similarity needed when a report names no place at all.
+    wording_similarity: float = Field(default=0.6, gt=0, le=1)
 
 
 class ClassifyRule(Strict):
@@ -144,6 +148,18 @@ DEFAULT_TEMPLATES: dict[str, str] = {
     "sla_warning": "[Peringatan SLA] Laporan {ticket} ({opd}) mendekati batas waktu {clock}: sisa {remaining} menit. {link}",
     "sla_breach": "[SLA TERLAMPAUI] Laporan {ticket} ({opd}) melewati batas waktu {clock} sejak {overdue} menit lalu. "
                   "Eskalasi ke: {level}. {link}",
+    # e-Musrenbang: the guided proposal conversation (core/musrenbang.py) and its decisions.
+    "usulan_start": "Usulan pembangunan (e-Musrenbang). Langkah 1 dari 5: tuliskan judul usulan Anda, "
+                    "misalnya \"Perbaikan saluran air di RW 03\". Ketik /batal kapan saja untuk membatalkan.",
+    "usulan_description": "Langkah 2 dari 5: jelaskan usulan Anda: apa yang dibutuhkan, mengapa, dan siapa yang merasakan manfaatnya.",
+    "usulan_photo": "Langkah 3 dari 5: kirimkan foto lokasi yang diusulkan.",
+    "usulan_location": "Langkah 4 dari 5: kirimkan titik lokasi usulan (lampirkan \"Lokasi\" di Telegram).",
+    "usulan_kelurahan": "Langkah 5 dari 5: ketik nama kelurahan lokasi usulan.{suggestion}",
+    "usulan_retry": "Maaf, {problem}",
+    "usulan_done": "Terima kasih, usulan Anda tercatat dengan nomor {number}: \"{title}\" (Kelurahan {kelurahan}). "
+                   "Usulan akan diverifikasi kelurahan, kecamatan, lalu OPD/Bappeda; setiap keputusan kami kabarkan di sini.",
+    "usulan_cancelled": "Usulan dibatalkan. Ketik /usulan untuk memulai lagi.",
+    "usulan_decision": "Kabar usulan {number} \"{title}\": {status}. {reason}",
 }
 
 
@@ -151,6 +167,13 @@ class FloodConfig(Strict):
     """A sender writing more than this in a minute is throttled and flagged, not acknowledged each time."""
 
     max_per_minute: int = Field(default=20, ge=1)
+
+
+class MediaConfig(Strict):
+    """Photos fetched as evidence (core.media): a size cap, and a pixel cap against decompression bombs."""
+
+    max_bytes: int = Field(default=10_000_000, gt=0)
+    max_pixels: int = Field(default=50_000_000, gt=0)
 
 
 class QueueConfig(Strict):
@@ -169,6 +192,7 @@ class AppConfig(Strict):
     classify: ClassifyConfig = ClassifyConfig()
     queue: QueueConfig = QueueConfig()
     flood: FloodConfig = FloodConfig()
+    media: MediaConfig = MediaConfig()
     templates: dict[str, str] = dict(DEFAULT_TEMPLATES)
 
     @field_validator("templates")
@@ -257,19 +281,29 @@ def _check_channel(name: str, block: Any, raw_block: Any) -> tuple[Any, list[str
         if isinstance(raw, str) and raw and not _ENV_REF.fullmatch(raw.strip()):
             problems.append(f"channels.{name}.{key}: secrets must not be written in the file; "
                             f"use an environment reference such as ${{{name.upper()}_{key.upper()}}}")
+    unset: dict[str, str] = {}
     for key, val in block.items():
         if isinstance(val, str) and UNSET_PREFIX in val:
             var = val.split(UNSET_PREFIX, 1)[1].split("\x00")[0]
-            if enabled:
-                problems.append(f"channels.{name}.{key}: environment variable {var} is not set "
-                                f"(export it, or set channels.{name}.enabled: false)")
+            field = settings_model.model_fields.get(key)
+            optional = field is not None and not field.is_required() and field.default is None
+            if enabled and not optional:
+                problems.append(_unset(name, key, var))
+            unset[key] = var  # an optional secret may stay unset; the connector says if it needs it
             cleaned[key] = None
     if problems:
         return None, problems
     try:
         return settings_model.model_validate(cleaned), []
     except ValidationError as exc:
-        return None, [_phrase(e, f"channels.{name}") for e in exc.errors()]
+        found = [_phrase(e, f"channels.{name}") for e in exc.errors()]
+        hints = [_unset(name, key, var) for key, var in unset.items() if any(key in p for p in found)]
+        return None, hints or found
+
+
+def _unset(channel: str, key: str, var: str) -> str:
+    return (f"channels.{channel}.{key}: environment variable {var} is not set "
+            f"(export it, or set channels.{channel}.enabled: false)")
 
 
 def parse_config(raw: Any) -> AppConfig:

@@ -83,6 +83,8 @@ def accept(msg: InboundMessage) -> Accepted:
     queued = False
     if created or pending:
         queued = _try_enqueue(message_id)
+    log.info("message stored" if created else "message re-delivered",
+             extra={"message_id": message_id, "channel": msg.channel})
     return Accepted(message_id=message_id, created=created, queued=queued)
 
 

@@ -30,7 +30,7 @@ _BUILTIN_SLANG: dict[str, str] = {
     # Suroboyoan
     "dalan": "jalan", "dalanan": "jalan", "ratan": "jalan", "gang": "gang", "gg": "gang",
     "banyu": "air", "omah": "rumah", "omahe": "rumah", "uwong": "orang", "wong": "orang",
-    "nang": "di", "nak": "di", "ning": "di", "teko": "dari", "tekan": "sampai", "nganti": "sampai",
+    "nang": "di", "nak": "di", "teko": "dari", "tekan": "sampai", "nganti": "sampai",
     "ambek": "dengan", "karo": "dengan", "iki": "ini", "iku": "itu", "kuwi": "itu", "ikai": "ini",
     "opo": "apa", "yokopo": "bagaimana", "yaopo": "bagaimana", "piye": "bagaimana", "lapo": "mengapa",
     "wis": "sudah", "uwis": "sudah", "wes": "sudah", "wis suwe": "sudah lama", "durung": "belum",
@@ -61,7 +61,26 @@ _BUILTIN_SLANG: dict[str, str] = {
     "kenek": "kena", "kesetrum": "tersetrum", "wedi": "takut", "mbok": "", "rek": "", "cak": "",
     "cuk": "", "jancuk": "", "dulur": "", "lur": "", "ae": "saja", "tok": "saja", "thok": "saja",
     "e": "", "ne": "", "seh": "", "se": "", "ta": "", "tah": "", "lho": "", "loh": "", "rek rek": "",
-    "pisan": "sekali", "banget": "sangat", "bgt": "sangat", "poll": "sangat", "pol": "sangat",
+    "asat": "kering", "nyangkut": "tersangkut", "kecantol": "tersangkut", "ali": "cincin", "driji": "jari",
+    "mudun": "turun", "nduwur": "atas", "dicopot": "dilepas", "kejebak": "terjebak", "kekunci": "terkunci",
+    "dienggo": "dipakai", "jare": "katanya", "saben": "setiap", "isuk": "pagi", "bakul": "pedagang",
+    "dijaluki": "dimintai", "gawe": "untuk", "karcise": "karcis", "kebak": "penuh", "bengi": "malam",
+    "onok": "ada", "ono": "ada", "ndek": "di", "anyar": "baru", "elek": "jelek", "pager": "pagar",
+    "tonggo": "tetangga", "mlebu": "masuk", "metu": "keluar", "ngadu": "mengadu", "endi": "mana",
+    "deso": "desa", "meteng": "hamil", "mergo": "karena", "arep": "akan", "mateni": "mematikan",
+    "diumumno": "diumumkan", "nek": "kalau", "sak": "satu", "kudu": "harus", "sampek": "sampai",
+    "item": "hitam", "gatel": "gatal", "telor": "telur", "kyk": "seperti", "kayak": "seperti",
+    "malem": "malam", "pake": "pakai", "dipake": "dipakai", "rmh": "rumah", "kerendem": "terendam",
+    "kelebon": "kemasukan", "maling": "pencuri", "jukuk": "ambil", "nggowo": "membawa", "gowo": "bawa",
+    "bayi": "bayi", "lara": "sakit", "mriyang": "demam", "watuk": "batuk",
+    "dokter e": "dokter", "sekolahe": "sekolah", "guru ne": "guru", "bocor e": "bocor", "kabeh": "semua",
+    "blas": "sama sekali", "dino": "hari", "wengi": "malam", "awan": "siang", "sore": "sore",
+    "mambu": "bau", "pesing": "bau", "banter": "kencang", "alon": "pelan", "kesuwen": "terlalu lama",
+    "ngenteni": "menunggu", "nunggu": "menunggu", "antri": "antre", "antrian": "antrean", "ngantri": "antre",
+    "nyolong": "mencuri", "dicolong": "dicuri", "ilang": "hilang", "rusak e": "rusak", "jebol": "jebol",
+    "mbuak": "buang", "mbuwak": "buang", "buwak": "buang", "uwuh": "sampah", "rongsok": "rongsokan",
+    "kali e": "sungai", "kalen": "selokan", "kalene": "selokan", "got e": "got", "plengsengan": "plengsengan",
+    "lemahku": "tanahku", "numpuk": "menumpuk", "pisan": "sekali", "banget": "sangat", "bgt": "sangat", "poll": "sangat", "pol": "sangat",
     # chat abbreviations that matter
     "tlg": "tolong", "tolongin": "tolong", "mhn": "mohon", "min": "admin", "mimin": "admin",
     "udh": "sudah", "udah": "sudah", "sdh": "sudah", "dah": "sudah", "blm": "belum", "blum": "belum",
@@ -77,7 +96,7 @@ _BUILTIN_SLANG: dict[str, str] = {
     "ijin": "izin", "perijinan": "perizinan", "ktp-el": "ktp el", "ektp": "e ktp",
     "trafficlight": "traffic light", "traffic": "traffic", "lampu merah": "lampu merah",
     "gorong2": "gorong gorong", "sampahe": "sampah", "kali": "kali",
-    "makasih": "terima kasih", "makasi": "terima kasih", "mksh": "terima kasih", "thx": "terima kasih",
+    "makasih": "terima kasih", "terimakasih": "terima kasih", "trimakasih": "terima kasih", "makasi": "terima kasih", "mksh": "terima kasih", "thx": "terima kasih",
     "thanks": "terima kasih", "tq": "terima kasih", "trims": "terima kasih", "suwun": "terima kasih",
     "matur": "terima", "nuwun": "kasih", "ass": "assalamualaikum", "assalamualaikum": "assalamualaikum",
     "pagi2": "pagi pagi", "wkwk": "", "wkwkwk": "", "hehe": "", "haha": "", "hihi": "",
@@ -102,6 +121,12 @@ _KEEP = {
     "hari", "tahun", "bulan", "tinggi", "tiba", "bantuan", "banjir", "kasih", "terima", "selamat",
     "pagi", "siang", "sore", "malam", "halo", "mohon", "tolong", "izin", "lama", "lewat", "waktu",
 }
+
+# Connectors inside vocabulary phrases ("berjualan di trotoar") that are not routing words themselves.
+_FUNCTION_WORDS = {"di", "ke", "dan", "yang", "dari", "untuk", "dengan", "pada", "atau", "oleh", "saat", "akan",
+                   "ada", "sudah", "dalam", "hari", "bisa", "dapat", "juga", "ini", "itu", "se"}
+
+_HEALTH_PERMIT = re.compile(r"\b(?:praktik|praktek|dokter|bidan|perawat|nakes|apoteker|terapis|str)\b")
 
 _URL = re.compile(r"(https?://\S+|www\.\S+|\b[\w-]+\.(?:com|id|net|org|co\.id|go\.id|ly|me|io)(?:/\S*)?)", re.I)
 _EMAIL = re.compile(r"\b[\w.+-]+@[\w-]+\.[\w.-]+\b")
@@ -157,7 +182,7 @@ def routing_words() -> frozenset[str]:
                 continue
             for entry in entries or []:
                 words.update(_WORD.findall(str(entry).lower()))
-    return frozenset(words)
+    return frozenset(words - _FUNCTION_WORDS)
 
 
 @lru_cache(maxsize=1)
@@ -199,6 +224,8 @@ def vocabulary() -> frozenset[str]:
 
 
 def _strip_emoji(text: str) -> str:
+    if text.isascii():
+        return text
     out = []
     for ch in text:
         if ch in _EMOJI_WORDS:
@@ -293,6 +320,8 @@ def normalise(text: str) -> str:
     text = _strip_emoji(text).lower()
     text = _REDUP.sub(r"\1 \1", text)
     text = _POLITE_IZIN.sub(" ", text)
+    if "sip" in text and _HEALTH_PERMIT.search(text):  # "SIP bidan": a practice licence, not "ok"
+        text = re.sub(r"\bsip\b", " surat izin praktik ", text)
     out: list[str] = []
     table = slang_table()
     words = _WORD.findall(text)
@@ -325,7 +354,7 @@ _STEM_EXCEPTIONS = {
     "rusunawa": "rusunawa", "bansos": "bansos", "perhubungan": "perhubungan", "pajak": "pajak",
     "lalu": "lalu", "lintas": "lintas", "pemadam": "pemadam", "kebakaran": "kebakaran", "terbakar": "bakar",
     "sampah": "sampah", "minuman": "minuman", "pertanian": "tani", "perikanan": "ikan", "kerja": "kerja",
-    "pekerja": "kerja", "pekerjaan": "pekerjaan", "tenaga": "tenaga", "kendaraan": "kendara",
+    "pekerja": "kerja", "permohonan": "permohonan", "pemohon": "permohonan", "pekerjaan": "pekerjaan", "tenaga": "tenaga", "kendaraan": "kendara",
 }
 
 
@@ -336,10 +365,21 @@ def _stemmer():
     return StemmerFactory().create_stemmer()
 
 
+_STEM_TABLE: dict[str, str] = {}  # precomputed stems (shipped inside the model): skips Sastrawi
+
+
+def preload_stems(table: dict[str, str]) -> None:
+    """Add precomputed word -> stem pairs (the model carries those of its training vocabulary)."""
+    _STEM_TABLE.update(table)
+
+
 @lru_cache(maxsize=200_000)
 def stem(word: str) -> str:
     if word in _STEM_EXCEPTIONS:
         return _STEM_EXCEPTIONS[word]
+    hit = _STEM_TABLE.get(word)
+    if hit is not None:
+        return hit
     if len(word) < 4 or not word.isalpha():
         return word
     return _stemmer().stem(word) or word
@@ -351,7 +391,7 @@ def tokens(text: str, normalised: bool = False) -> list[str]:
     stops = stopwords()
     out = []
     for w in norm.split():
-        if w in stops or (w.isdigit() and len(w) > 3):
+        if w in stops or w.isdigit():
             continue
         s = stem(w)
         if s and s not in stops:

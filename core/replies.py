@@ -138,12 +138,12 @@ def deliver(cfg: AppConfig, message_id: int) -> Delivery:
     except PermanentError as exc:
         _finish(message_id, "failed", error=f"{exc.code or ''} {exc}".strip(), opt_out=exc.opt_out)
         return Delivery(state="failed")
-    _finish(message_id, result.state, provider_id=result.provider_id)
+    _finish(message_id, result.state, provider_id=result.provider_id, parts=result.parts)
     return Delivery(state=result.state, provider_id=result.provider_id)
 
 
 def _finish(message_id: int, state: str, provider_id: str | None = None, error: str | None = None,
-            opt_out: bool = False) -> None:
+            opt_out: bool = False, parts: int | None = None) -> None:
     with session_scope() as s:
         out = s.get(Message, message_id)
         assert out is not None
@@ -158,7 +158,7 @@ def _finish(message_id: int, state: str, provider_id: str | None = None, error: 
                 contact.opted_out = True
                 contact.opted_out_reason = error
         s.add(Event(at=utcnow(), actor="worker", action=f"outbound.{state}", ticket_id=out.ticket_id,
-                    message_id=message_id, data={"error": error} if error else {"provider_id": provider_id}))
+                    message_id=message_id, data={"error": error} if error else {"provider_id": provider_id, "parts": parts}))
 
 
 def reconcile_outbound(stale_pending: timedelta = timedelta(minutes=1),
@@ -187,3 +187,32 @@ def reconcile_outbound(stale_pending: timedelta = timedelta(minutes=1),
     for mid, attempts in pending:
         enqueue_outbound(mid, attempt=attempts)
     return {"requeued": len(pending), "unconfirmed": len(stuck)}
+
+
+# Provider delivery reports (e.g. Twilio's status callback). A report never moves a reply
+# backwards (a late "sent" after "delivered"), and a failed part of a multi-part reply wins.
+DELIVERY_RANK = {"queued": 0, "sent": 1, "delivered": 2, "read": 3, "undelivered": 4, "failed": 4}
+
+
+def record_delivery_status(channel: str, provider_id: str, state: str, error_code: str | None = None,
+                           error: str | None = None, opt_out: bool = False) -> int | None:
+    """Apply a provider's delivery report to the outbound message it concerns (matched by provider id,
+    also inside a comma-joined multi-part id). Returns the message id, None when unknown."""
+    with session_scope() as s:
+        base = select(Message).where(Message.channel == channel, Message.direction == "out")
+        out = s.exec(base.where(Message.provider_id == provider_id)).first() or \
+            s.exec(base.where(Message.provider_id.like(f"%{provider_id}%"))).first()  # type: ignore[union-attr]
+        if out is None:
+            return None
+        current = DELIVERY_RANK.get(out.delivery_state or "", -1)
+        if DELIVERY_RANK.get(state, -1) >= current:
+            out.delivery_state = state
+            if error:
+                out.error = error
+        if opt_out and out.contact_id:
+            contact = s.get(Contact, out.contact_id)
+            if contact is not None and not contact.opted_out:
+                contact.opted_out, contact.opted_out_reason = True, error or f"{channel} opt-out ({error_code})"
+        s.add(Event(at=utcnow(), actor="provider", action=f"outbound.{state}", ticket_id=out.ticket_id,
+                    message_id=out.id, data={"provider_id": provider_id, "error_code": error_code, "error": error}))
+        return out.id

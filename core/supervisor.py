@@ -40,7 +40,7 @@ def _children(workers: int, host: str, port: int) -> list[Child]:
     return kids
 
 
-def run_hub(workers: int, host: str, port: int) -> int:
+def run_hub(workers: int, host: str, port: int, sandbox: bool = False, seed_demo: bool = False) -> int:
     from core.db import migrate
     from core.redisconn import ensure_embedded, stop_embedded
 
@@ -50,6 +50,12 @@ def run_hub(workers: int, host: str, port: int) -> int:
         env["REDIS_URL"] = ensure_embedded()
     os.environ["REDIS_URL"] = env["REDIS_URL"]
     migrate()
+    if sandbox:  # fake providers in this process; the children get a config pointing at them
+        from core import sandbox as sandbox_mode
+
+        fakes = sandbox_mode.prepare(env, host, port)
+        if seed_demo:
+            sandbox_mode.play_demo_later(fakes)
     stopping = False
 
     def on_signal(signum: int, _frame: object) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from importlib import import_module
 
 from fastapi import FastAPI
@@ -15,6 +16,20 @@ def create_app(cfg: AppConfig | None = None) -> FastAPI:
     cfg = cfg or get_config()
     app = FastAPI(title="Aduan", version="0.1.0", docs_url="/api/docs", redoc_url=None)
     app.state.cfg = cfg
+
+    @app.middleware("http")
+    async def request_id(request, call_next):  # type: ignore[no-untyped-def]
+        """One id per request, in every log line it causes and in the X-Request-ID response header."""
+        from core.logs import bind, unbind
+
+        rid = request.headers.get("x-request-id") or uuid.uuid4().hex[:16]
+        token = bind(request_id=rid[:64])
+        try:
+            response = await call_next(request)
+        finally:
+            unbind(token)
+        response.headers["X-Request-ID"] = rid[:64]
+        return response
     for connector in enabled_connectors(cfg):
         router = connector.router()
         if router is not None:
@@ -61,4 +76,12 @@ def _redis_ok() -> bool:
 # `mount(app, cfg)` function here by dotted path, one line each.
 _EXTENSIONS: list[str] = [
     "core.status_page:mount",
+    "core.metrics:mount",  # Prometheus metrics at /metrics
+    "core.console:mount",
+    "connectors.twitter_budget:mount",  # admins: the X read budget (only when the channel is enabled)
+    "core.sandbox:mount",  # the citizen phone at /sandbox (only under `aduan up --sandbox`)
+    "connectors.instagram_admin:mount",  # Instagram poller status (admins) and manual outbox (operators)
+    "core.open311:mount",  # Open311 GeoReport v2 at /open311/v2 (when the open311 channel is enabled)
+    "core.musrenbang_web:mount",  # e-Musrenbang: public list/form at /musrenbang, verification at /console/musrenbang
+    "core.analytics_web:mount",  # policy dashboard, exports and monthly report at /console/analitik
 ]

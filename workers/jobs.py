@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from core.config import get_config
+from core.logs import bind, unbind
 from core.db import session_scope
 from core.pipeline import process
 from core.queue import enqueue_outbound
@@ -16,16 +17,25 @@ log = logging.getLogger(__name__)
 def process_inbound(message_id: int) -> dict | None:
     """Process one stored citizen message, then queue the replies it produced."""
     cfg = get_config()
+    token = bind(message_id=message_id)
     try:
         with session_scope() as session:
             outcome = process(session, cfg, message_id)
     except Exception as exc:
         _record_failure(message_id, exc, cfg.queue.inbound_retry_delays)
+        log.exception("processing failed")
         raise  # RQ retries with the configured delays, then parks the job in its failed registry
+    finally:
+        unbind(token)
     if outcome is None:
         return None
+    log.info("message processed: %s", outcome.kind,
+             extra={"message_id": message_id, "ticket": outcome.ticket, "channel": outcome.channel})
     for out_id in outcome.outbound:
         enqueue_outbound(out_id)
+    from core.media import enqueue_fetch
+
+    enqueue_fetch(message_id)  # photo evidence kept with the ticket; a no-op without photos
     return outcome.public()
 
 
@@ -72,6 +82,7 @@ def replay_failed(message_ids: list[int] | None = None) -> int:
 def send_outbound(message_id: int, attempt: int = 0) -> dict:
     """Deliver one stored reply; on a retryable error, schedule the next attempt with backoff."""
     result = deliver(get_config(), message_id)
+    log.info("outbound %s", result.state, extra={"message_id": message_id})
     if result.state == "retry" and result.retry_in is not None:
         enqueue_outbound(message_id, delay=result.retry_in, attempt=attempt + 1)
     return {"state": result.state, "provider_id": result.provider_id}
