@@ -16,7 +16,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, func, select
 
 from connectors.twitter_text import redact
 from core.config import AppConfig
@@ -49,25 +49,28 @@ class Filters:
         hi = datetime.combine(self.end + timedelta(days=1), time(0), tz) if self.end else None
         return lo, hi
 
-    def query(self, cfg: AppConfig) -> Any:
-        q = select(Ticket).where(col(Ticket.number).is_not(None), Ticket.status != "spam")
+    def where(self, cfg: AppConfig) -> list[Any]:
+        conds: list[Any] = [col(Ticket.number).is_not(None), Ticket.status != "spam"]
         lo, hi = self.bounds(cfg)
         if lo:
-            q = q.where(Ticket.created_at >= lo)
+            conds.append(Ticket.created_at >= lo)
         if hi:
-            q = q.where(Ticket.created_at < hi)
+            conds.append(Ticket.created_at < hi)
         if self.opd == "-":
-            q = q.where(col(Ticket.opd_code).is_(None))
+            conds.append(col(Ticket.opd_code).is_(None))
         elif self.opd:
-            q = q.where(Ticket.opd_code == self.opd)
+            conds.append(Ticket.opd_code == self.opd)
         for name in ("channel", "kecamatan", "kelurahan"):
             if getattr(self, name):
-                q = q.where(getattr(Ticket, name) == getattr(self, name))
+                conds.append(getattr(Ticket, name) == getattr(self, name))
         if self.status == "open":
-            q = q.where(col(Ticket.status).in_(OPEN))
+            conds.append(col(Ticket.status).in_(OPEN))
         elif self.status:
-            q = q.where(Ticket.status == self.status)
-        return q
+            conds.append(Ticket.status == self.status)
+        return conds
+
+    def query(self, cfg: AppConfig) -> Any:
+        return select(Ticket).where(*self.where(cfg))
 
 
 def tickets(session: Session, cfg: AppConfig, f: Filters) -> list[Ticket]:
@@ -167,14 +170,18 @@ def month_on_month(session: Session, cfg: AppConfig, month: date, f: Filters | N
     """Complaints per OPD in `month` and the month before, with the change."""
     prev = (month.replace(day=1) - timedelta(days=1)).replace(day=1)
     this_f, prev_f = _month_filters(month, f), _month_filters(prev, f)
-    now_c = Counter(_key(t, "opd") for t in tickets(session, cfg, this_f))
-    old_c = Counter(_key(t, "opd") for t in tickets(session, cfg, prev_f))
+    now_c, old_c = _opd_counts(session, cfg, this_f), _opd_counts(session, cfg, prev_f)
     out = []
     for code in sorted(set(now_c) | set(old_c), key=lambda k: (-now_c.get(k, 0), k)):
         a, b = now_c.get(code, 0), old_c.get(code, 0)
         out.append({"opd": code, "this": a, "previous": b, "change": a - b,
                     "change_pct": round((a - b) / b * 100, 1) if b else None})
     return out
+
+
+def _opd_counts(session: Session, cfg: AppConfig, f: Filters) -> Counter:
+    rows = session.exec(select(Ticket.opd_code, func.count()).where(*f.where(cfg)).group_by(Ticket.opd_code)).all()
+    return Counter({code or "(triase)": n for code, n in rows})
 
 
 def _month_filters(month: date, base: Filters | None) -> Filters:
@@ -189,16 +196,16 @@ def sla_rows(session: Session, cfg: AppConfig, f: Filters) -> list[dict[str, Any
     or channel/place filters of its own)."""
     from dataclasses import asdict
 
-    return [asdict(r) for r in _sla_until(session, cfg, f)]
+    return [asdict(r) for r in _sla_until(tickets(session, cfg, f), cfg)]
 
 
-def _sla_until(session: Session, cfg: AppConfig, f: Filters) -> list[Any]:
+def _sla_until(rows: list[Ticket], cfg: AppConfig) -> list[Any]:
     """The same figures as core.sla.report, on exactly the filtered tickets."""
     from core import sla
 
     now = utcnow()
     by_opd: dict[str, list[Ticket]] = defaultdict(list)
-    for t in tickets(session, cfg, f):
+    for t in rows:
         if t.opd_code:
             by_opd[t.opd_code].append(t)
     out = []
@@ -278,11 +285,13 @@ class Dashboard:
 
 
 def dashboard(session: Session, cfg: AppConfig, f: Filters, by: str = "channel", size: str = "day") -> Dashboard:
+    from dataclasses import asdict
+
     rows = tickets(session, cfg, f)
     today = utcnow().astimezone(ZoneInfo(cfg.hub.timezone)).date()
     return Dashboard(filters=f, total=len(rows), open=sum(t.status in OPEN for t in rows),
                      volume=volume(rows, cfg, by, size), totals={d: totals(rows, d) for d in DIMENSIONS},
                      clusters=top_clusters(rows), places=top_places(rows), terms=frequent_terms(rows),
-                     sla=[r for r in sla_rows(session, cfg, f)], backlog=backlog(rows),
+                     sla=[asdict(r) for r in _sla_until(rows, cfg)], backlog=backlog(rows),
                      mom=month_on_month(session, cfg, f.end or today, Filters(**{**f.__dict__, "start": None, "end": None})),
                      points=by_kelurahan_points(rows))

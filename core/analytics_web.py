@@ -122,7 +122,7 @@ def export_csv(request: Request, ctx: deps.Ctx = Depends(VIEW)) -> Response:
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(header)
-    w.writerows(rows)
+    w.writerows([_cell(v) for v in r] for r in rows)
     return Response("\ufeff" + buf.getvalue(), media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
 
@@ -146,7 +146,8 @@ def export_xlsx(request: Request, ctx: deps.Ctx = Depends(VIEW)) -> Response:
 
 
 def _cell(v: Any) -> Any:
-    """Text that starts like a formula is written as text (no formula injection from citizens' words)."""
+    """Text that starts like a formula is written as text, in Excel and in CSV opened by a spreadsheet
+    (no formula injection from citizens' words)."""
     if isinstance(v, str) and v[:1] in ("=", "+", "-", "@"):
         return "'" + v
     return v

@@ -22,6 +22,7 @@ from pathlib import Path
 import yaml
 
 CHANNELS = ("telegram", "sms", "twitter", "instagram")
+INTAKE_BATCH = 100
 PLACES = ["Jl. Kenjeran", "Jl. Rungkut Asri Timur", "Jl. Ngagel Jaya", "gg 5 Jl. Kalijudan", "Jl. Mulyosari",
           "Jl. Tambak Wedi", "Jl. Raya Darmo", "Jl. Demak", "Jl. Kapas Krampung", "Jl. Ketintang Baru"]
 
@@ -35,6 +36,7 @@ class Run:
     p50_ms: float | None = None
     p99_ms: float | None = None
     peak_rss_mb: list[float] = field(default_factory=list)
+    intake_per_second: float | None = None
 
 
 def texts() -> list[str]:
@@ -122,7 +124,7 @@ def _processed(engine) -> int:  # type: ignore[no-untyped-def]
 def pipeline_run(workers: int, msgs: list[dict], env: dict[str, str], progress=None) -> Run:  # type: ignore[no-untyped-def]
     """Workers running; every message through intake; wait until all are processed."""
     from core.db import get_engine
-    from core.intake import accept
+    from core.intake import accept_many
     from core.message import InboundMessage
 
     parsed = [InboundMessage.model_validate(m) for m in msgs]
@@ -132,10 +134,11 @@ def pipeline_run(workers: int, msgs: list[dict], env: dict[str, str], progress=N
     engine = get_engine()
     base = _processed(engine)
     t0 = time.perf_counter()
-    for i, m in enumerate(parsed):
-        accept(m)
-        if progress and i % 200 == 0:
+    for i in range(0, len(parsed), INTAKE_BATCH):  # as a poller hands over a page of messages
+        accept_many(parsed[i:i + INTAKE_BATCH])
+        if progress:
             progress(i, len(parsed) * 2)
+    intake_s = time.perf_counter() - t0
     last, last_change = -1, time.monotonic()
     while (done := _processed(engine) - base) < unique:
         if done != last:
@@ -148,7 +151,9 @@ def pipeline_run(workers: int, msgs: list[dict], env: dict[str, str], progress=N
             progress(len(parsed) + done * len(parsed) // unique, len(parsed) * 2)
         time.sleep(0.05)
     elapsed = time.perf_counter() - t0
-    return Run(workers, len(parsed), elapsed, len(parsed) / elapsed, peak_rss_mb=_stop(procs))
+    run = Run(workers, len(parsed), elapsed, len(parsed) / elapsed, peak_rss_mb=_stop(procs))
+    run.intake_per_second = len(parsed) / intake_s
+    return run
 
 
 def steady_latency(rate: int, seconds: int, msgs: list[dict], env: dict[str, str], workers: int) -> tuple[float, float]:

@@ -37,7 +37,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from core.config import AppConfig
-from core.normalise import normalise, preload_stems, stem, stopwords, tokens
+from core.normalise import normalise, preload_stems, routing_words, stem, stopwords, tokens
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ NONE = "NONE"  # the model's class for non-complaints
 SHIPPED_MODEL = Path(__file__).resolve().parent / "data" / "model" / "model.joblib"
 RELOAD_INTERVAL = 30.0  # seconds between checks for a newer model file
 MODEL_GLOB = "model-*.joblib"
-LONG_TEXT_TOKENS = 20  # a message this long (routing tokens) is never taken for a greeting
+LONG_TEXT_TOKENS = 15  # a message this long (routing tokens) is never taken for a greeting
 
 
 @dataclass
@@ -169,24 +169,23 @@ def _char_wb_grams(word: str, lo: int, hi: int) -> list[str]:
 
 
 def _tfidf_rows(art: dict[str, Any], key: str, grams_per_doc: list[list[np.ndarray]]) -> sp.csr_matrix:
-    """Sublinear-tf x idf rows, l2-normalised (what sklearn's TfidfVectorizer(sublinear_tf=True) gives)."""
+    """Sublinear-tf x idf rows, l2-normalised (what sklearn's TfidfVectorizer(sublinear_tf=True) gives),
+    computed for the whole batch at once."""
     idf = art[key]["idf"]
-    n_cols = len(idf)
-    indptr, indices, data = [0], [], []
-    for parts in grams_per_doc:
-        if parts:
-            cols, counts = np.unique(np.concatenate(parts), return_counts=True)
-            vals = (1.0 + np.log(counts)) * idf[cols]
-            norm = np.sqrt(np.dot(vals, vals))
-            if norm > 0:
-                vals = vals / norm
-        else:
-            cols, vals = np.zeros(0, dtype=np.int64), np.zeros(0)
-        indices.append(cols)
-        data.append(vals)
-        indptr.append(indptr[-1] + len(cols))
-    return sp.csr_matrix((np.concatenate(data), np.concatenate(indices), np.asarray(indptr)),
-                         shape=(len(grams_per_doc), n_cols))
+    n_docs = len(grams_per_doc)
+    lengths = np.fromiter((sum(len(a) for a in parts) for parts in grams_per_doc), dtype=np.int64, count=n_docs)
+    flat = [a for parts in grams_per_doc for a in parts]
+    cols = np.concatenate(flat) if flat else np.zeros(0, dtype=np.int64)
+    indptr = np.concatenate(([0], np.cumsum(lengths)))
+    m = sp.csr_matrix((np.ones(len(cols)), cols, indptr), shape=(n_docs, len(idf)))
+    m.sum_duplicates()  # data: raw term counts, indices sorted per row
+    m.data = (1.0 + np.log(m.data)) * idf[m.indices]
+    row_len = np.diff(m.indptr)
+    rows = np.repeat(np.arange(n_docs), row_len)
+    norms = np.sqrt(np.bincount(rows, weights=m.data ** 2, minlength=n_docs))
+    norms[norms == 0] = 1.0
+    m.data /= norms[rows]
+    return m
 
 
 def _cache(art: dict[str, Any], name: str) -> dict[Any, np.ndarray]:
@@ -512,13 +511,20 @@ class Classifier:
             contrib = vals * art["coef"][c, idx]
             names = art["word_names"]
             surface = _surface_map(prep.norms[i])
-            for j in np.argsort(-contrib):
-                if contrib[j] <= 0 or len(reasons) >= k:
-                    break
-                words = [surface.get(s, s) for s in names[idx[j]].split()]
-                term = " ".join(words)
-                if not any(term in r or r in term for r in reasons):
-                    reasons.append(term)
+            known = routing_words()
+            pos = np.flatnonzero(contrib > 0)
+            order = pos[np.argsort(-contrib[pos])[: 3 * k]]
+            # Domain words first ("got", "mampet"), then whatever else pushed hardest.
+            for strict in (True, False):
+                for j in order:
+                    if len(reasons) >= (k if strict else 2):
+                        break
+                    words = [surface.get(s, s) for s in names[idx[j]].split()]
+                    if strict and not all(w in known or s in known for w, s in zip(words, names[idx[j]].split())):
+                        continue
+                    term = " ".join(words)
+                    if not any(term in r or r in term for r in reasons):
+                        reasons.append(term)
         return reasons[:k]
 
     def _keywords_only(self, prep: Prepared, i: int) -> Decision:

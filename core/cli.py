@@ -372,6 +372,25 @@ def apikey_add(name: str = typer.Argument(..., help="Who the key is for, e.g. 'd
     typer.echo(key)
 
 
+@apikey_app.command("revoke")
+def apikey_revoke(name: str = typer.Argument(..., help="The client name the key was issued to.")) -> None:
+    """Revoke every key issued to NAME (its clients get 403 from then on)."""
+    from sqlmodel import select
+
+    from core.civic_models import ApiKey
+    from core.db import session_scope
+    from core.models import utcnow
+
+    config()
+    with session_scope() as s:
+        keys = s.exec(select(ApiKey).where(ApiKey.name == name.strip(), ApiKey.revoked_at.is_(None))).all()  # type: ignore[union-attr]
+        for k in keys:
+            k.revoked_at = utcnow()
+    if not keys:
+        fail(f"no active key named {name!r}")
+    typer.echo(f"{len(keys)} key(s) of {name} revoked")
+
+
 report_app = typer.Typer(help="Reports for policy makers.", no_args_is_help=True)
 app.add_typer(report_app, name="report")
 
@@ -384,6 +403,59 @@ def report_monthly(month: str = typer.Option(..., help="The month, YYYY-MM (WIB)
     from core.report import cli_monthly
 
     raise typer.Exit(cli_monthly(config(), month, opd, out, fail))
+
+
+citizen_app = typer.Typer(help="Data-subject requests (UU 27/2022 PDP): export or erase one citizen's data.",
+                          no_args_is_help=True)
+app.add_typer(citizen_app, name="citizen")
+privacy_app = typer.Typer(help="Personal-data retention (UU 27/2022 PDP).", no_args_is_help=True)
+app.add_typer(privacy_app, name="privacy")
+_WHO = typer.Argument(..., help="Phone number (0812…, +62812…) or CHANNEL:ADDRESS, e.g. telegram:123456789.")
+
+
+@citizen_app.command("export")
+def citizen_export(who: str = _WHO, out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the JSON here (default: stdout).")) -> None:
+    """Every stored record about the person (all their linked contacts) as JSON, times in WIB."""
+    from core.privacy_cli import cli_export
+
+    raise typer.Exit(cli_export(config(), who, out, fail))
+
+
+@citizen_app.command("erase")
+def citizen_erase(who: str = _WHO, reason: str = typer.Option(..., "--reason", help="Why (e.g. the request's reference); audited."),
+                  yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation.")) -> None:
+    """Anonymise the person now; their open tickets keep going, nothing more is sent to them."""
+    from core.privacy_cli import cli_erase
+
+    config()
+    raise typer.Exit(cli_erase(who, reason, yes, fail))
+
+
+@privacy_app.command("anonymise")
+def privacy_anonymise(dry_run: bool = typer.Option(False, "--dry-run", help="Only count who would be anonymised.")) -> None:
+    """Anonymise identities whose finished tickets are older than privacy.anonymise_after_months."""
+    from core.privacy_cli import cli_anonymise
+
+    raise typer.Exit(cli_anonymise(config(), dry_run))
+
+
+@app.command("backup")
+def backup_cmd(out: Optional[Path] = typer.Option(None, "--out", "-o", help="Directory for the archive (default: DATA_DIR/backups).")) -> None:
+    """Consistent .tar.gz of the embedded SQLite, Redis and config while the hub runs (PostgreSQL: docs/backup.md)."""
+    from core.backup import cli_backup
+
+    config()
+    raise typer.Exit(cli_backup(out, fail))
+
+
+@app.command("restore")
+def restore_cmd(archive: Path = typer.Argument(..., exists=True, dir_okay=False, help="An archive from `aduan backup`."),
+                yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation.")) -> None:
+    """Verify the archive's checksums and put its files back (the hub must be stopped)."""
+    from core.backup import cli_restore
+
+    config()
+    raise typer.Exit(cli_restore(archive, yes, fail))
 
 
 def main() -> None:

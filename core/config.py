@@ -176,6 +176,14 @@ class MediaConfig(Strict):
     max_pixels: int = Field(default=50_000_000, gt=0)
 
 
+class PrivacyConfig(Strict):
+    """Retention under UU 27/2022 (PDP): citizens' identities are anonymised this long after the last
+    activity on their finished tickets (core.privacy); the complaint itself stays for statistics."""
+
+    anonymise_after_months: int = Field(default=24, ge=1, le=240)
+    nightly: bool = True  # run the anonymisation in the scheduler's nightly slot
+
+
 class QueueConfig(Strict):
     """Retries: a failing inbound job is retried after these delays (seconds), then parked as failed."""
 
@@ -193,6 +201,7 @@ class AppConfig(Strict):
     queue: QueueConfig = QueueConfig()
     flood: FloodConfig = FloodConfig()
     media: MediaConfig = MediaConfig()
+    privacy: PrivacyConfig = PrivacyConfig()
     templates: dict[str, str] = dict(DEFAULT_TEMPLATES)
 
     @field_validator("templates")

@@ -30,8 +30,9 @@ from sqlmodel import Session, select
 
 from core.classify import Decision
 from core.config import AppConfig
-from core.dedup_index import (HEADS, STATES, Features, MemoryBackend, RedisBackend, bucket_names, distance_m,
+from core.dedup_index import (HEADS, STATES, Features, bucket_names, distance_m,
                               features, lsh_params, same_place, signature)
+from core.dedup_store import MemoryBackend, RedisBackend
 from core.location import Place
 from core.models import Message, Ticket
 
@@ -88,7 +89,7 @@ def place_verdict(a: Features, b: Features, geo_m: float) -> tuple[bool, bool, d
     if a.kel and a.kel == b.kel:
         ev["kelurahan"] = a.kel
         return True, False, ev
-    return False, False, ev  # unknown words alone never separate two reports
+    return False, False, ev  # unknown words alone never separate two reports (they are often typos)
 
 
 def problem_overlap(a: frozenset[str], b: frozenset[str]) -> float:
@@ -169,7 +170,11 @@ def backend(session: Session, cfg: AppConfig) -> MemoryBackend | RedisBackend:
         from core.redisconn import get_redis
 
         days = max([cfg.dedup.case_window_days, *cfg.dedup.per_opd_window_days.values()])
-        return RedisBackend(get_redis(), ttl_seconds=(days + 1) * 86400)
+        be = RedisBackend(get_redis(), ttl_seconds=(days + 1) * 86400)
+        # A new or flushed Redis (or a history imported with --inline) learns the open cases once.
+        if be.r.set(RedisBackend.PREFIX + "warmed", "1", nx=True):
+            _warm(session, cfg, be)
+        return be
     url = str(session.get_bind().url)
     mem = _MEMORY.get(url)
     if mem is None:
@@ -185,8 +190,8 @@ def reset_memory() -> None:
     _MEMORY.clear()
 
 
-def _warm(session: Session, cfg: AppConfig, mem: MemoryBackend) -> None:
-    """Rebuild the in-memory index from the open cases of the database (a new --inline run)."""
+def _warm(session: Session, cfg: AppConfig, mem: MemoryBackend | RedisBackend) -> None:
+    """Rebuild the index from the open cases of the database (a new --inline run, a new Redis)."""
     from core.pipeline import locate
 
     latest = session.exec(select(func.max(Message.received_at)).where(Message.direction == "in")).one()

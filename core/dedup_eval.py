@@ -17,7 +17,6 @@ import tempfile
 import time
 from collections import Counter, defaultdict
 from contextlib import contextmanager
-from itertools import combinations
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -163,7 +162,7 @@ def cli_eval(cfg: AppConfig, path: Path, as_json: bool) -> int:
                 "bcubed_f1"):
         table.add_row(key.replace("_", " "), f"{report[key]:.4f}")
     table.add_row("cross-OPD merges", str(report["cross_opd_merges"]))
-    Console().print(table)
+    Console(width=120).print(table)
     return 0
 
 

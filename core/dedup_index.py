@@ -8,31 +8,23 @@ only be one case when they share problem words and do not name different places.
 Candidates come from three kinds of buckets, all scoped to one OPD so a lookup never even sees
 another OPD's reports: MinHash LSH bands over the words (similar wording), place x problem
 pairs (a paraphrase of the same problem at the same street) and ~330 m geo cells (geotagged
-reports). Every bucket keeps only its newest `BUCKET_CAP` entries, so a lookup reads a bounded
-number of ids however large the history grows. The buckets live in Redis (shared by every
-worker on every machine, pipelined: one round trip per lookup) or, when no Redis is
-configured (`aduan ingest --inline`, `aduan eval dedup`), in this process's memory, warmed from
-the database, with identical results.
+reports). The buckets live in core.dedup_store (Redis, or memory without Redis).
 """
 
 from __future__ import annotations
 
-import json
 import math
 import re
-from collections import Counter
 from dataclasses import dataclass
 from functools import cache, lru_cache
-from typing import Any, Iterable, Protocol
+from typing import Any, Iterable
 
 import numpy as np
 
 from core.normalise import stopwords, tokens, vocabulary
 
-BUCKET_CAP = 64  # newest entries kept per bucket
 GEO_CELL = 0.003  # degrees, ~330 m in Surabaya
 MAX_PAIRS = 24
-CANDIDATES = 30  # candidates judged per lookup, the ones sharing most buckets
 
 # Words that introduce a place; the words after them (up to three) name it.
 PLACE_MARKERS = {
@@ -43,6 +35,8 @@ PLACE_MARKERS = {
     "dusun", "wilayah", "daerah", "kawasan", "lapangan", "balai", "kantor", "halte", "sepanjang", "area",
     "jala", "jaln", "jaan", "jlan", "gng",  # "jalan" and "gang" mistyped
 }
+# Things after which a place name often follows ("trotoar kenjeran", "got wonorejo").
+THING_MARKERS = {"trotoar", "lampu", "got", "saluran", "pju", "tps", "pasar"}
 NUMBERED = {"rt", "rw", "gang", "no", "nomor", "blok"}
 # Words after a marker that end a place name (they say what happens there, or how).
 NOT_PLACE = {
@@ -55,6 +49,7 @@ NOT_PLACE = {
     "narik", "nutup", "ngalangi", "nggawe", "marai", "langsung", "pas", "lho", "sejak", "selama", "waktu",
     "menutup", "masuk", "keluar", "jatuh", "lewat", "melintang", "memenuhi", "penuh", "terpaksa", "jualan",
     "berjualan", "pejalan", "ditindaklanjuti", "tindaklanjuti", "diperbaiki", "dicek", "segera", "kemarin",
+    "makasih", "terimakasih", "thanks", "please", "cepet", "cepat", "min", "mimin", "gan", "sis", "kak",
 }
 # Markers after which any name counts (a street is often an everyday word: "jalan pemuda").
 STREET_MARKERS = {"jalan", "gang", "kelurahan", "kecamatan", "kampung", "perumahan", "perum", "desa", "dusun",
@@ -146,12 +141,20 @@ def _raw_stem(word: str) -> str:
     return stem(word)
 
 
+@lru_cache(maxsize=50_000)
+def _head_typo(word: str) -> tuple[str, ...]:
+    """A head word missing its last letter or two ("poho", "parki", "luban")."""
+    return tuple(h for h in HEADS if h.startswith(word) and 0 < len(h) - len(word) <= 2)
+
+
 def _problem_terms(toks: list[str]) -> frozenset[str]:
     prob = problem_vocabulary()
     out: set[str] = set()
     for t in toks:
         if t in prob or t in CANON:
             out.update(CANON.get(t, t).split())
+        elif len(t) >= 4:
+            out.update(_head_typo(t))
     if "lintas" in out:  # a traffic light is not a street light
         out -= {"lampu", "lintas"}
         out.add("lampulintas")
@@ -186,13 +189,55 @@ class Features:
         return self.place | self.names
 
 
+@lru_cache(maxsize=50_000)
+def _common_typo(word: str) -> bool:
+    if len(word) < 4:
+        return False
+    common = NOT_PLACE | GENERIC | stopwords() | PLACE_MARKERS
+    return any(c.startswith(word) and 0 < len(c) - len(word) <= 2 for c in common)
+
+
+def _known(word: str) -> bool:
+    """An everyday word (not a Surabaya place name the gazetteer knows, like "manyar")."""
+    vocab = vocabulary()
+    return (word in vocab or _raw_stem(word) in vocab) and word not in gazetteer_words()
+
+
+@cache
+def gazetteer_words() -> frozenset[str]:
+    """Words of Surabaya's kecamatan, kelurahan and road names (core/data/gazetteer.json)."""
+    import json
+
+    from core.normalise import DATA
+
+    path = DATA / "gazetteer.json"
+    if not path.exists():
+        return frozenset()
+    g = json.loads(path.read_text(encoding="utf-8"))
+    names: list[str] = []
+    for kec in g.get("kecamatan", []):
+        names += [kec.get("name", ""), *kec.get("aliases", [])]
+        for kel in kec.get("kelurahan", []):
+            names += [kel.get("name", ""), *kel.get("aliases", [])]
+    for lm in g.get("landmarks", []):
+        if lm.get("kind") == "road":
+            names += [lm.get("name", ""), *lm.get("aliases", [])]
+    words = {w for n in names for w in _RAW.findall(n.lower()) if len(w) >= 4}
+    return frozenset(words - PLACE_MARKERS - PLACE_SUFFIX - NOT_PLACE - GENERIC - {"road", "frontage"})
+
+
 def _stop_place(word: str) -> bool:
     """Whether a word ends a place name. Checked on the word as written (stemmed, no slang), so
     "banyu" in "Banyu Urip" stays a name although slang makes it "air"."""
     from core.normalise import stem
 
+    if word in gazetteer_words():  # "banyu" in "Banyu Urip" is a name, although slang makes it "air"
+        return False
+    if _common_typo(word):  # "tolon", "makasi": a common word missing its end
+        return True
     st, sl = stem(word), _stem(word)  # as written, and through the slang table ("mambu" = "bau")
-    if sl in problem_vocabulary() or sl in CANON or sl in STATES or sl in NOT_PLACE:
+    if (not sl or sl in problem_vocabulary() or sl in CANON or sl in STATES or sl in NOT_PLACE or sl in GENERIC
+            or sl in stopwords()):
         return True
     return (word in PLACE_MARKERS or word in NUMBERED or word in NOT_PLACE or st in NOT_PLACE or st in STATES
             or word in stopwords() or st in problem_vocabulary() or st in CANON or st in GENERIC or len(word) < 2)
@@ -204,16 +249,22 @@ def _places(words: list[str], norm_words: list[str]) -> tuple[set[str], set[str]
     strong: set[str] = set()
     nums: set[str] = set()
     for i, w in enumerate(words):
-        if w not in PLACE_MARKERS and w not in NUMBERED:
+        if w not in PLACE_MARKERS and w not in NUMBERED and w not in THING_MARKERS:
             continue
         run: list[str] = []
-        for nxt in words[i + 1:i + 4]:
+        for k, nxt in enumerate(words[i + 1:i + 4]):
             if nxt.isdigit():
                 if w in NUMBERED:
                     nums.add(f"{w}{int(nxt)}")
                 break
-            if _stop_place(nxt) or (not run and w not in STREET_MARKERS and (nxt in vocab or _raw_stem(nxt) in vocab)):
-                break  # after "depan", "dekat", "di" only a proper name is a place ("depan sdn penuh": no)
+            if _stop_place(nxt):
+                break
+            if not run and w not in STREET_MARKERS and _known(nxt):
+                # After "depan", "dekat", "di" an everyday word is a place only when a name follows it
+                # ("di dukuh kupang" yes, "depan sdn penuh" no).
+                after = words[i + 2 + k] if i + 2 + k < len(words) else ""
+                if not after or _known(after) or _stop_place(after):
+                    break
             run.append(nxt)
         strong.update(x for x in run if len(x) >= 3)
         if len(run) >= 2:
@@ -247,7 +298,8 @@ def features(text: str, place: Any = None, lat: float | None = None, lon: float 
         lon = lon if lon is not None else getattr(place, "lon", None)
     words = frozenset(CANON.get(t, t) for t in toks if t not in stopwords())
     problem = _problem_terms(toks)
-    primary = next((h for t in toks for h in CANON.get(t, t).split() if h in HEADS), None)
+    primary = next((h for t in toks for h in (CANON.get(t, t).split() + list(_head_typo(t) if len(t) >= 4 else ()))
+                    if h in HEADS), None)
     if primary == "lampu" and "lampulintas" in problem:
         primary = "lampulintas"
     return Features(words, problem, frozenset(strong), frozenset(names - strong), frozenset(nums),
@@ -363,90 +415,3 @@ def bucket_names(f: Features, opd: str, sig: np.ndarray | None, bands: int, rows
         cells = [(ci + di, cj + dj) for di in (-1, 0, 1) for dj in (-1, 0, 1)] if neighbours else [(ci, cj)]
         names += [f"g{a}:{b}" for a, b in cells]
     return [f"{opd}:{n}" for n in names]
-
-
-# ---------------------------------------------------------------- backends
-
-
-class Backend(Protocol):
-    def add(self, doc_id: int, doc: dict[str, Any], buckets: list[str]) -> None: ...
-    def candidates(self, buckets: list[str], limit: int = ...) -> dict[int, dict[str, Any]]: ...
-
-
-def _weight(bucket: str) -> int:
-    """A shared place (with the same problem) says more than one shared LSH band."""
-    return 1 if bucket.split(":", 1)[1].startswith("b") else 8
-
-
-def _top(hits: "Counter[int]", limit: int) -> list[int]:
-    """The ids sharing the most buckets with the query (newest first among equals): bounded work."""
-    return [i for i, _ in sorted(hits.items(), key=lambda kv: (-kv[1], -kv[0]))[:limit]]
-
-
-class MemoryBackend:
-    """Buckets in this process (for --inline and eval); one per database."""
-
-    def __init__(self) -> None:
-        self.buckets: dict[str, list[int] | int] = {}
-        self.docs: dict[int, str] = {}
-        self.warmed = False
-
-    def add(self, doc_id: int, doc: dict[str, Any], buckets: list[str]) -> None:
-        self.docs[doc_id] = json.dumps(doc, separators=(",", ":"))
-        for name in buckets:
-            cur = self.buckets.get(name)
-            if cur is None:
-                self.buckets[name] = doc_id
-            elif isinstance(cur, int):
-                self.buckets[name] = [cur, doc_id]
-            else:
-                cur.append(doc_id)
-                if len(cur) > 2 * BUCKET_CAP:
-                    del cur[:-BUCKET_CAP]
-
-    def candidates(self, buckets: list[str], limit: int = CANDIDATES) -> dict[int, dict[str, Any]]:
-        hits: Counter[int] = Counter()
-        for name in buckets:
-            cur = self.buckets.get(name)
-            if cur is None:
-                continue
-            w = _weight(name)
-            for i in ((cur,) if isinstance(cur, int) else cur[-BUCKET_CAP:]):
-                hits[i] += w
-        return {i: json.loads(self.docs[i]) for i in _top(hits, limit) if i in self.docs}
-
-
-class RedisBackend:
-    """Buckets as capped Redis lists, documents in one hash; one pipelined round trip per call."""
-
-    PREFIX = "aduan:dedup:"
-
-    def __init__(self, client: Any, ttl_seconds: int) -> None:
-        self.r, self.ttl = client, ttl_seconds
-
-    def add(self, doc_id: int, doc: dict[str, Any], buckets: list[str]) -> None:
-        p = self.r.pipeline(transaction=False)
-        p.hset(self.PREFIX + "docs", str(doc_id), json.dumps(doc, separators=(",", ":")))
-        for name in buckets:
-            key = self.PREFIX + name
-            p.lpush(key, doc_id)
-            p.ltrim(key, 0, BUCKET_CAP - 1)
-            p.expire(key, self.ttl)
-        p.execute()
-
-    def candidates(self, buckets: list[str], limit: int = CANDIDATES) -> dict[int, dict[str, Any]]:
-        if not buckets:
-            return {}
-        p = self.r.pipeline(transaction=False)
-        for name in buckets:
-            p.lrange(self.PREFIX + name, 0, BUCKET_CAP - 1)
-        hits: Counter[int] = Counter()
-        for name, lst in zip(buckets, p.execute()):
-            w = _weight(name)
-            for x in lst:
-                hits[int(x)] += w
-        ids = _top(hits, limit)
-        if not ids:
-            return {}
-        raw = self.r.hmget(self.PREFIX + "docs", [str(i) for i in ids])
-        return {i: json.loads(v) for i, v in zip(ids, raw) if v is not None}

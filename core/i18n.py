@@ -63,7 +63,7 @@ EN: dict[str, str] = {
     "menit tersisa": "minutes left", "Kunci": "Key", "Nilai": "Value", "basis data": "database",
     "Kembalikan ke config.yaml": "Back to config.yaml", "Kredensial": "Credentials",
     "URL webhook untuk penyedia": "Webhook URL for the provider", "terisi": "set", "kosong": "missing",
-    "Uji koneksi": "Test connection", "Batalkan penggabungan": "Undo merge",
+    "Uji koneksi": "Test connection", "Batalkan penggabungan": "Undo merge", "Kirim ulang": "Send again",
     "Mengaktifkan kanal dan mengisi kredensial dilakukan di config.yaml dan variabel lingkungan, lalu hub dimulai ulang.":
         "Channels are enabled and credentials set in config.yaml and environment variables, then the hub is restarted.",
     "config.yaml dibaca saat mulai; nilai yang diubah di sini disimpan di basis data dan mengalahkan file.":

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 import redis
+from sqlalchemy import or_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
@@ -88,15 +89,27 @@ def accept(msg: InboundMessage) -> Accepted:
     return Accepted(message_id=message_id, created=created, queued=queued)
 
 
-def _try_enqueue(message_id: int) -> bool:
-    from core.queue import enqueue_inbound
+def _try_enqueue(*message_ids: int, force: bool = False) -> bool:
+    from core.queue import push_inbound
 
     try:
-        enqueue_inbound(message_id)
+        push_inbound(list(message_ids), force=force)
         return True
     except (redis.RedisError, OSError) as exc:
-        log.warning("message %s stored but not queued (%s); the reconciler will queue it", message_id, exc)
+        log.warning("%d message(s) stored but not queued (%s); the reconciler will queue them",
+                    len(message_ids), exc)
         return False
+
+
+def accept_many(msgs: list[InboundMessage]) -> list[Accepted]:
+    """Store a batch in one transaction, then queue the new ones in one round trip (pollers, imports)."""
+    with session_scope() as session:
+        rows = [store(session, m) for m in msgs]
+        results = [(row.id, created, row.state == "stored") for row, created in rows]
+    todo = [mid for mid, created, pending in results if created or pending]
+    queued = _try_enqueue(*todo) if todo else False
+    return [Accepted(message_id=mid, created=created, queued=queued and (created or pending))  # type: ignore[arg-type]
+            for mid, created, pending in results]
 
 
 def reconcile(older_than: timedelta = timedelta(seconds=30)) -> int:
@@ -105,9 +118,13 @@ def reconcile(older_than: timedelta = timedelta(seconds=30)) -> int:
     with session_scope() as session:
         ids = session.exec(
             select(Message.id).where(Message.direction == "in", Message.state == "stored",
-                                     Message.created_at < cutoff).order_by(Message.id).limit(5000)
+                                     Message.created_at < cutoff,
+                                     # a failing message waits for its own retry job, unless that is long lost
+                                     or_(Message.attempts == 0, Message.created_at < cutoff - timedelta(hours=2)))
+            .order_by(Message.id).limit(5000)
         ).all()
-    return sum(_try_enqueue(i) for i in ids if i is not None)
+    good = [i for i in ids if i is not None]
+    return len(good) if good and _try_enqueue(*good, force=True) else 0
 
 
 async def accept_or_503(msg: InboundMessage):  # type: ignore[no-untyped-def]

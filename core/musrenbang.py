@@ -297,8 +297,11 @@ def history(session: Session, proposal_id: int) -> list[ProposalEvent]:
 # ---------------------------------------------------------------- public listing and export
 
 
-def public_query(kelurahan: str = "", status: str = "", year: int | None = None, opd: str | None = None):  # type: ignore[no-untyped-def]
+def public_query(kelurahan: str = "", status: str = "", year: int | None = None, opd: str | None = None,  # type: ignore[no-untyped-def]
+                 number: str = ""):
     q = select(Proposal)
+    if number:
+        q = q.where(Proposal.number == number)
     if kelurahan:
         q = q.where(Proposal.kelurahan == kelurahan)
     if status:
@@ -320,7 +323,8 @@ def public_row(cfg: AppConfig, p: Proposal) -> dict[str, Any]:
     row["opd_name"] = cfg.opd(p.opd_code).name if cfg.opd(p.opd_code) else ""
     row["has_photo"] = bool(p.photo and p.photo.get("path"))
     for k in ("created_at", "decided_at"):
-        row[k] = p.__dict__[k].astimezone(tz).strftime("%d-%m-%Y %H:%M WIB") if getattr(p, k) else ""
+        when = getattr(p, k)
+        row[k] = when.astimezone(tz).strftime("%d-%m-%Y %H:%M WIB") if when else ""
     return row
 
 

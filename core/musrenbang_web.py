@@ -8,11 +8,9 @@ operators (masked for everybody else, as the console does for complaints).
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
-from sqlmodel import col, select
+from sqlmodel import select
 
 from core import media, musrenbang
 from core.civic_models import PROPOSAL_STATUSES, Proposal
@@ -29,7 +27,7 @@ VIEW = deps.require("admin", "operator", "opd", "viewer")
 def _filters(request: Request) -> dict:
     p = request.query_params
     year = p.get("tahun", "")
-    return {"kelurahan": p.get("kelurahan", "")[:80],
+    return {"number": p.get("nomor", "").strip().upper()[:32], "kelurahan": p.get("kelurahan", "")[:80],
             "status": p.get("status", "") if p.get("status", "") in PROPOSAL_STATUSES else "",
             "year": int(year) if year.isdigit() and 2000 <= int(year) <= 2100 else None}
 
@@ -44,7 +42,7 @@ def public_list(request: Request) -> Response:
     with session_scope() as s:
         rows = [musrenbang.public_row(ctx.cfg, p) for p in s.exec(musrenbang.public_query(**f).limit(2000)).all()]
         years = sorted({y for y in s.exec(select(Proposal.year).distinct()).all()}, reverse=True)
-    return deps.render(ctx, "musrenbang/public.html", rows=rows, f=f, years=years,
+    return deps.render(ctx, "musrenbang/public.html", rows=rows, f=f, years=years, new=request.query_params.get("baru") == "1",
                        statuses=PROPOSAL_STATUSES, labels=musrenbang.STATUS_LABEL,
                        kelurahan=musrenbang.kelurahan_choices())
 
@@ -126,7 +124,7 @@ async def form_submit(request: Request) -> Response:
                               data={"title": v["title"], "description": v["description"], "photo": photo,
                                     "lat": lat, "lon": lon, "kelurahan": place[0], "kecamatan": place[1]})
         number = p.number
-    return RedirectResponse(f"/musrenbang?nomor={number}#{number}", status_code=303)
+    return RedirectResponse(f"/musrenbang?nomor={number}&baru=1", status_code=303)
 
 
 def _refusal(reason: str) -> str:
@@ -190,5 +188,3 @@ def mount(app: FastAPI, cfg: AppConfig) -> None:
     app.include_router(public)
     app.include_router(console)
 
-
-_ = (datetime, col)

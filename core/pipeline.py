@@ -21,7 +21,7 @@ from core.classify import Decision, get_classifier
 from core.config import AppConfig
 from core.location import Place, extract, nearest_kelurahan
 from core.models import Contact, Event, Message, Ticket, utcnow
-from core.replies import queue_reply, take_pending
+from core.replies import PENDING_KEY, queue_reply, take_pending
 from core.threads import link_reply
 from core.selfservice import answer_status, attach_answer, awaiting_ticket, status_query
 
@@ -146,6 +146,27 @@ def _flooding(session: Session, cfg: AppConfig, msg: Message, contact: Contact) 
 def _done(session: Session, out: Outcome) -> Outcome:
     out.outbound = take_pending(session)
     return out
+
+
+def process_batch(session: Session, cfg: AppConfig, ids: list[int]) -> tuple[list[Outcome], dict[int, Exception]]:
+    """Process many messages in one transaction: one classifier call for the batch, one savepoint
+    per message so a failing message is rolled back alone. Returns (outcomes, failures)."""
+    rows = {m.id: m for m in session.exec(select(Message).where(Message.id.in_(ids), Message.state == "stored"))}
+    order = [i for i in dict.fromkeys(ids) if i in rows]
+    decisions = get_classifier(cfg).classify_many([rows[i].text or "" for i in order], [rows[i].channel for i in order])
+    outcomes: list[Outcome] = []
+    failures: dict[int, Exception] = {}
+    for mid, decision in zip(order, decisions):
+        try:
+            with session.begin_nested():
+                outcome = process(session, cfg, mid, decision=decision)
+        except Exception as exc:  # noqa: BLE001 - the message is retried on its own
+            session.info.pop(PENDING_KEY, None)
+            failures[mid] = exc
+            continue
+        if outcome is not None:
+            outcomes.append(outcome)
+    return outcomes, failures
 
 
 def _open_ticket(session: Session, cfg: AppConfig, msg: Message, decision: Decision, place: Place) -> Ticket:

@@ -31,6 +31,7 @@ def tick(cfg: AppConfig, now: datetime | None = None) -> list[str]:
     local = now.astimezone(ZoneInfo(cfg.hub.timezone))
     if local.hour == NIGHTLY[1] and local.minute == 0:
         due.append((NIGHTLY[0], f"train-{local:%Y%m%d}"))
+        due.append(("workers.jobs.privacy_anonymise", f"privacy-{local:%Y%m%d}"))  # UU PDP retention
     enqueued = []
     for func, job_id in due:
         if redis.set(f"aduan:sched:{job_id}", 1, nx=True, ex=86400):

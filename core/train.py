@@ -558,7 +558,10 @@ def cli_classify(stdin: IO[str], stdout: IO[str], cfg: AppConfig, stderr: IO[str
         if not line.strip():
             continue
         try:
-            obj = json.loads(line)
+            try:
+                obj = json.loads(line)
+            except ValueError as exc:
+                raise ValueError(f"not valid JSON ({exc})") from None
             if not isinstance(obj, dict):
                 raise ValueError("expected a JSON object")
             if "id" not in obj:

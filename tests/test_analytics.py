@@ -16,7 +16,7 @@ from sqlmodel import select
 from typer.testing import CliRunner
 
 from core.models import Ticket
-from tests.console_support import login, start_console
+from tests.console_support import cheap_argon2, login, start_console
 
 WIB = timezone(timedelta(hours=7))
 NOV = "dari=2026-11-01&sampai=2026-11-30"
@@ -53,6 +53,11 @@ def seed(hub) -> None:  # type: ignore[no-untyped-def]
             s.flush()
             t.number = f"ADU-2026-{t.id:06d}"
         s.commit()
+
+
+@pytest.fixture(autouse=True)
+def _fast_hashes(monkeypatch):  # type: ignore[no-untyped-def]
+    cheap_argon2(monkeypatch)
 
 
 @pytest.fixture
@@ -136,7 +141,13 @@ def test_exports_hide_phone_numbers_from_roles_without_personal_access(sqlite_hu
     site = start_console(sqlite_hub, complaints={})
     try:
         seed(sqlite_hub)
+        with sqlite_hub.session() as s:  # a citizen's text that a spreadsheet would run as a formula
+            t = s.exec(select(Ticket).where(Ticket.channel == "twitter")).one()
+            t.subject = "=HYPERLINK(\"http://evil.example\",\"klik\")"
+            s.commit()
         nov = _nov(sqlite_hub)
+        anon = httpx.get(f"{site.url}/console/analitik/ekspor.csv?{NOV}", follow_redirects=False)
+        assert anon.status_code == 303 and "/console/login" in anon.headers["location"]
         for who in ("viewer", "dsd", "opr"):
             c = login(site.url, who)
             text = c.get(f"/console/analitik/ekspor.csv?{NOV}").text.lstrip("\ufeff")
@@ -146,6 +157,8 @@ def test_exports_hide_phone_numbers_from_roles_without_personal_access(sqlite_hu
                 "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
             rows = list(load_workbook(io.BytesIO(xlsx.content)).active.iter_rows(values_only=True))
             dump = text + " ".join(str(v) for r in rows for v in r)
+            cells = [v for r in rows for v in r if isinstance(v, str)] + text.split(",")
+            assert not any(v.lstrip('"').startswith("=") for v in cells), who
             if who == "opr":
                 assert "Kontak pelapor" in lines[0] and "sms:+6281234500002" in text
                 assert len(lines) - 1 == len(nov) and len(rows) - 1 == len(nov)
@@ -182,5 +195,41 @@ def test_monthly_report_from_console_and_cli(sqlite_hub, tmp_path):  # type: ign
         assert re.search(r'data-testid="total-DSDABM">3<', html) and 'data-opd="DLH"' not in html
         bad = CliRunner().invoke(app, ["report", "monthly", "--month", "Nov"])
         assert bad.exit_code == 2 and "YYYY-MM" in bad.output
+    finally:
+        site.stop()
+
+
+def test_charts_draw_in_a_real_browser_with_local_assets_only(sqlite_hub):  # type: ignore[no-untyped-def]
+    """Chromium (Playwright) under the console's CSP: the charts draw, nothing is fetched off-host."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.console_support import PASSWORD
+
+    site = start_console(sqlite_hub, complaints={})
+    try:
+        seed(sqlite_hub)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path="/usr/bin/chromium",
+                                        args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+            page = browser.new_page(base_url=site.url)
+            errors: list[str] = []
+            hosts: set[str] = set()
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("response", lambda r: errors.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+            page.on("request", lambda r: hosts.add(r.url.split("/")[2]))
+            page.goto("/console/login?next=/console/analitik")
+            page.get_by_label("Nama pengguna").fill("viewer")
+            page.get_by_label("Kata sandi").fill(PASSWORD)
+            page.get_by_role("button", name="Masuk").click()
+            page.goto(f"/console/analitik?{NOV}")
+            expect(page.get_by_test_id("total")).to_have_text("6")
+            page.wait_for_function("() => window.Chart && Chart.getChart('chart-volume') && Chart.getChart('chart-opd')")
+            n_sets = page.evaluate("() => Chart.getChart('chart-volume').data.datasets.length")
+            opd_bars = page.evaluate("() => Chart.getChart('chart-opd').data.datasets[0].data")
+            browser.close()
+        assert n_sets == 4  # telegram, sms, whatsapp, twitter in November
+        assert sorted(opd_bars) == [1, 2, 3]
+        assert hosts == {site.url.split("/")[2]}, hosts
+        assert not [e for e in errors if not e.endswith("/favicon.ico")], errors
     finally:
         site.stop()

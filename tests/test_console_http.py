@@ -389,3 +389,23 @@ def test_photo_evidence_is_shown_only_to_who_may_see_the_ticket(console, sqlite_
     assert dsd.get(f"/console/tickets/{tid}/media/{mid}/1").status_code == 404  # no path tricks
     assert dsd.get(f"/console/tickets/{tid}/media/{mid}/9").status_code == 404
     assert login(console.url, "dlh").get(f"/console/tickets/{tid}/media/{mid}/0").status_code == 403
+
+
+def test_failed_reply_can_be_sent_again(console, sqlite_hub):  # type: ignore[no-untyped-def]
+    opr = login(console.url, "opr")
+    tid = console.tickets["darmo"]
+    console.fake.fail_next(400, "Bad Request: chat not found", retry_after=None)
+    opr.post_form(f"/console/tickets/{tid}/reply", {"text": "Mohon kirim foto lubangnya."})
+    sqlite_hub.run_worker()
+    with sqlite_hub.session() as s:
+        out = s.exec(select(Message).where(Message.author == "opr")).one()
+    assert out.delivery_state == "failed"
+    convo = opr.get(f"/console/tickets/{tid}/conversation").text
+    assert "gagal" in convo and "Chat not found" in convo and f'name="message_id" value="{out.id}"' in convo
+    assert login(console.url, "dlh").post_form(f"/console/tickets/{tid}/resend", {"message_id": str(out.id)}).status_code == 403
+    assert opr.post_form(f"/console/tickets/{tid}/resend", {"message_id": str(out.id)}).status_code == 303
+    sqlite_hub.run_worker()
+    assert [m["text"] for m in console.fake.messages_to(5552004)][-1] == "Mohon kirim foto lubangnya."
+    assert "terkirim" in opr.get(f"/console/tickets/{tid}/conversation").text
+    again = opr.post_form(f"/console/tickets/{tid}/resend", {"message_id": str(out.id)})
+    assert again.status_code == 400  # a sent reply is never sent twice from here

@@ -277,6 +277,15 @@ def test_ingest_inline_reports_duplicate_of_across_separate_runs(sqlite_hub, tmp
     r2 = _cli(sqlite_hub, "ingest", "--file", str(_write(tmp_path / "b.jsonl", lines[2:])), "--inline", "--json")
     second = [json.loads(x) for x in r2.stdout.splitlines()]
     assert [x["duplicate_of"] for x in second] == [first[0]["ticket"]] * 2
+    # The hub then goes live on Redis: a new report joins the imported case.
+    sqlite_hub.mp.setenv("REDIS_URL", sqlite_hub.redis_url)
+    from tests.conftest import reset_caches
+
+    reset_caches()
+    [live] = feed(sqlite_hub, [msg("telegram", "live-1", "999", FLOOD[5], T0 + timedelta(hours=2))])
+    assert live.duplicate_of == first[0]["ticket"]
+    [t] = tickets(sqlite_hub)
+    assert t.reporters == 5
 
 
 def test_eval_dedup_scores_a_synthetic_stream_on_a_fresh_database(sqlite_hub, tmp_path):  # type: ignore[no-untyped-def]
@@ -287,7 +296,7 @@ def test_eval_dedup_scores_a_synthetic_stream_on_a_fresh_database(sqlite_hub, tm
     report = json.loads(r.stdout)
     assert report["messages"] == len(stream.read_text().splitlines())
     assert report["cross_opd_merges"] == 0
-    assert report["bcubed_f1"] >= 0.85 and report["bcubed_precision"] >= 0.9, report
+    assert report["bcubed_f1"] >= 0.93 and report["bcubed_precision"] >= 0.95, report
     assert report["tickets"] < report["messages"] * 0.6  # duplicates were folded
     assert sorted(p.name for p in sqlite_hub.data_dir.iterdir()) == before  # the hub's own data untouched
     table = _cli(sqlite_hub, "eval", "dedup", str(stream))

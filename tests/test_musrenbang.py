@@ -16,10 +16,15 @@ from sqlmodel import select
 
 from core.civic_models import Proposal, ProposalDraft, ProposalEvent
 from core.models import Ticket
-from tests.console_support import login, start_console
+from tests.console_support import cheap_argon2, login, start_console
 
 FLOWER = (Path(sklearn.__file__).parent / "datasets" / "images" / "flower.jpg").read_bytes()
 CHAT = 6281355512345  # a chat id that looks like a phone number: it must never be published
+
+
+@pytest.fixture(autouse=True)
+def _fast_hashes(monkeypatch):  # type: ignore[no-untyped-def]
+    cheap_argon2(monkeypatch)
 
 
 @pytest.fixture
@@ -94,6 +99,7 @@ def test_telegram_proposal_is_verified_and_the_rejection_reason_reaches_the_prop
     opr, dsd, dlh, viewer = (login(site.url, u) for u in ("opr", "dsd", "dlh", "viewer"))
     url = f"/console/musrenbang/{p.id}/keputusan"
     assert viewer.post_form(url, {"action": "approve"}).status_code == 403
+    assert opr.post(url, data={"action": "approve"}).status_code == 403  # no CSRF token
     assert dsd.post_form(url, {"action": "approve"}).status_code == 403  # kelurahan step is not the OPD's
     r = opr.post_form(url, {"action": "approve", "reason": ""})
     assert r.status_code == 303
@@ -173,6 +179,8 @@ def test_web_form_checks_the_photo_and_stores_nothing_on_bad_input(sqlite_hub): 
             assert s.exec(select(Proposal)).all() == []
         r = httpx.post(url, data=good, files={"photo": ("f.jpg", FLOWER, "image/jpeg")})
         assert r.status_code == 303
+        mine = httpx.get(site.url + r.headers["location"]).text  # where the proposer follows the decisions
+        assert 'data-testid="submitted"' in mine and mine.count('data-testid="proposal"') == 1
         with sqlite_hub.session() as s:
             p = s.exec(select(Proposal)).one()
         assert p.channel == "web" and p.kecamatan == "Gayungan" and p.photo["mime"] == "image/jpeg"

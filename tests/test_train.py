@@ -17,7 +17,7 @@ from core.train import (DEFAULT_OPDS, cli_classify, cli_eval, default_config, ev
                         labelled_examples, load_seed, save_model, split_holdout, train)
 
 WEAK = {"char": False, "lexicon_examples": False, "max_rows": 3, "C": 0.01}
-FAST = {"char": False, "lexicon_examples": False, "polite_copies": 0, "max_rows": 30}
+FAST = {"char": False, "lexicon_examples": False, "polite_copies": 0, "max_rows": 20}
 
 
 @pytest.fixture(autouse=True)

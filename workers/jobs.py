@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from core.config import get_config
+from core.config import AppConfig, get_config
 from core.logs import bind, unbind
 from core.db import session_scope
 from core.pipeline import process
@@ -14,9 +14,21 @@ from core.replies import deliver
 log = logging.getLogger(__name__)
 
 
+def effective() -> AppConfig:
+    """config.yaml plus what admins changed in the console (stored in the database, wins over the file)."""
+    from core.console.overrides import effective_config
+
+    base = get_config()
+    try:
+        with session_scope() as session:
+            return effective_config(session, base)
+    except Exception:  # noqa: BLE001 - no settings table yet, or the database is down: the file applies
+        return base
+
+
 def process_inbound(message_id: int) -> dict | None:
     """Process one stored citizen message, then queue the replies it produced."""
-    cfg = get_config()
+    cfg = effective()
     token = bind(message_id=message_id)
     try:
         with session_scope() as session:
@@ -37,6 +49,55 @@ def process_inbound(message_id: int) -> dict | None:
 
     enqueue_fetch(message_id)  # photo evidence kept with the ticket; a no-op without photos
     return outcome.public()
+
+
+BATCH = 200
+
+
+def drain_inbound() -> dict:
+    """Process waiting messages in batches until the inbox is empty (see core.queue.push_inbound).
+
+    Under a backlog, a drain that takes a full batch queues another drain first, so every idle
+    worker joins in. A message that fails inside a batch is rolled back alone (savepoint) and
+    retried as its own job; the rest of the batch commits.
+    """
+    from core.media import enqueue_fetch
+    from core.pipeline import process_batch
+    from core.queue import disarm_if_empty, enqueue_drain, enqueue_inbound, pop_inbound
+
+    cfg = effective()
+    done = 0
+    while True:
+        ids = pop_inbound(BATCH)
+        if not ids:
+            disarm_if_empty()
+            return {"processed": done}
+        if len(ids) == BATCH:
+            enqueue_drain()
+        with session_scope() as session:
+            outcomes, failures = process_batch(session, cfg, ids)
+        delays = cfg.queue.inbound_retry_delays
+        for mid, exc in failures.items():
+            _record_failure(mid, exc, delays)
+            if delays:
+                enqueue_inbound(mid, delay=delays[0])
+        outbound = [o for oc in outcomes for o in oc.outbound]
+        _enqueue_outbound_many(outbound)
+        for oc in outcomes:
+            enqueue_fetch(oc.message_id)
+        done += len(outcomes)
+
+
+def _enqueue_outbound_many(ids: list[int]) -> None:
+    if not ids:
+        return
+    from rq import Queue
+
+    from core.queue import OUTBOUND, SEND_OUTBOUND, get_queue
+
+    q = get_queue(OUTBOUND)
+    q.enqueue_many([Queue.prepare_data(SEND_OUTBOUND, (mid,), job_id=f"out-{mid}-0", result_ttl=600,
+                                       failure_ttl=30 * 86400) for mid in ids])
 
 
 def _record_failure(message_id: int, exc: Exception, delays: list[int]) -> None:
@@ -63,7 +124,7 @@ def replay_failed(message_ids: list[int] | None = None) -> int:
     from sqlmodel import select
 
     from core.models import Event, Message, utcnow
-    from core.queue import enqueue_inbound
+    from core.queue import push_inbound
 
     with session_scope() as session:
         q = select(Message).where(Message.direction == "in", Message.state == "failed")
@@ -74,14 +135,13 @@ def replay_failed(message_ids: list[int] | None = None) -> int:
             m.state, m.attempts = "stored", 0
             session.add(Event(at=utcnow(), actor="admin", action="message.replay", message_id=m.id))
         ids = [m.id for m in rows]
-    for mid in ids:
-        enqueue_inbound(mid)
+    push_inbound(ids, force=True)
     return len(ids)
 
 
 def send_outbound(message_id: int, attempt: int = 0) -> dict:
     """Deliver one stored reply; on a retryable error, schedule the next attempt with backoff."""
-    result = deliver(get_config(), message_id)
+    result = deliver(effective(), message_id)
     log.info("outbound %s", result.state, extra={"message_id": message_id})
     if result.state == "retry" and result.retry_in is not None:
         enqueue_outbound(message_id, delay=result.retry_in, attempt=attempt + 1)
@@ -93,7 +153,7 @@ def sla_sweep() -> dict:
     from core.sla import sweep
 
     with session_scope() as session:
-        ids = sweep(session, get_config())
+        ids = sweep(session, effective())
     for mid in ids:
         enqueue_outbound(mid)
     return {"notifications": len(ids)}
@@ -113,6 +173,17 @@ def nightly_train() -> dict:
 
     fn = getattr(train, "nightly", None)
     return fn(get_config()) if fn else {"skipped": "no trainer"}
+
+
+def privacy_anonymise() -> dict:
+    """Nightly retention (UU 27/2022): anonymise identities whose finished tickets passed the retention period."""
+    from core.privacy import anonymise_expired
+
+    cfg = effective()
+    if not cfg.privacy.nightly:
+        return {"skipped": "privacy.nightly is false"}
+    with session_scope() as session:
+        return anonymise_expired(session, cfg, actor="scheduler").public()
 
 
 def noop(_i: int = 0) -> None:

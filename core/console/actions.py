@@ -18,7 +18,7 @@ from core.config import AppConfig
 from core.console.models import Label, User
 from core.models import Event, Message, Ticket, utcnow
 from core.pipeline import opd_name, ticket_number
-from core.replies import queue_reply
+from core.replies import PENDING_KEY, queue_reply
 
 TRANSITIONS = {
     "new": ("routed", "rejected"),
@@ -93,6 +93,22 @@ def reply(session: Session, cfg: AppConfig, ticket: Ticket, user: User, text: st
     audit(session, user.username, "ticket.reply", ticket, before, snapshot(ticket),
           messages=[o.id for o in created], text=text[:500])
     return created
+
+
+def resend(session: Session, ticket: Ticket, message_id: int, user: User) -> Message:
+    """'Send again' for a reply whose delivery failed or is unconfirmed (a worker stopped mid-send:
+    the operator checked with the citizen or the provider and decides to send it once more)."""
+    out = session.get(Message, message_id)
+    if out is None or out.ticket_id != ticket.id or out.direction != "out":
+        raise ActionError("Balasan tidak ada di laporan ini.")
+    if out.delivery_state not in ("failed", "unconfirmed"):
+        raise ActionError("Hanya balasan yang gagal atau belum pasti yang bisa dikirim ulang.")
+    before = {"delivery_state": out.delivery_state, "error": out.error}
+    out.delivery_state, out.error = "pending", None
+    session.add(out)
+    session.info.setdefault(PENDING_KEY, []).append(out.id)
+    audit(session, user.username, "message.resend", ticket, before, {"delivery_state": "pending"}, message_id=out.id)
+    return out
 
 
 def change_status(session: Session, cfg: AppConfig, ticket: Ticket, user: User, status: str,

@@ -210,6 +210,13 @@ async def post_split(request: Request, ticket_id: int, ctx: deps.Ctx = Depends(O
     return _act(request, ctx, ticket_id, run)
 
 
+@router.post("/tickets/{ticket_id}/resend")
+async def post_resend(request: Request, ticket_id: int, ctx: deps.Ctx = Depends(STAFF)) -> Response:
+    f = await _form(request)
+    mid = int(f["message_id"]) if f.get("message_id", "").isdigit() else 0
+    return _act(request, ctx, ticket_id, lambda s, t, u: actions.resend(s, t, mid, u))
+
+
 @router.post("/tickets/{ticket_id}/unmerge")
 async def post_unmerge(request: Request, ticket_id: int, ctx: deps.Ctx = Depends(OPERATORS)) -> Response:
     f = await _form(request)
