@@ -208,23 +208,7 @@ def _sla_until(rows: list[Ticket], cfg: AppConfig) -> list[Any]:
     for t in rows:
         if t.opd_code:
             by_opd[t.opd_code].append(t)
-    out = []
-    for code, ts in sorted(by_opd.items()):
-        resp, feed, within, finished, breaches = [], [], 0, 0, 0
-        for t in ts:
-            for c in sla.clocks(cfg, t, now):
-                if c.stopped is None:
-                    breaches += int(c.breached and t.status in OPEN)
-                    continue
-                if c.name == "opd_response":
-                    finished += 1
-                    within += int(not c.breached)
-                    resp.append(c.elapsed.total_seconds() / 60)
-                else:
-                    feed.append(c.elapsed.total_seconds() / 3600)
-        out.append(sla.OpdCompliance(code, len(ts), within / finished if finished else 1.0, sla._pct(resp, 0.5),
-                                     sla._pct(resp, 0.9), sla._pct(feed, 0.5), sla._pct(feed, 0.9), breaches))
-    return out
+    return sla.compliance(cfg, dict(by_opd), now)
 
 
 def by_kelurahan_points(rows: list[Ticket]) -> list[dict[str, Any]]:

@@ -61,5 +61,6 @@ def setup(level: str | None = None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel((level or os.environ.get("ADUAN_LOG_LEVEL", "INFO")).upper())
-    for noisy in ("httpx", "httpcore", "rq.worker", "uvicorn.access", "telegram", "tweepy", "twilio", "urllib3"):
+    for noisy in ("httpx", "httpcore", "rq.worker", "uvicorn.access", "telegram", "tweepy", "twilio", "urllib3",
+                  "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -194,6 +194,11 @@ def report(session: Session, cfg: AppConfig, since: datetime | None = None, opd:
     by_opd: dict[str, list[Ticket]] = {}
     for t in session.exec(q).all():
         by_opd.setdefault(t.opd_code or "-", []).append(t)
+    return compliance(cfg, by_opd, now)
+
+
+def compliance(cfg: AppConfig, by_opd: dict[str, list[Ticket]], now: datetime) -> list[OpdCompliance]:
+    """The compliance figures for tickets already grouped by OPD (shared by the CLI and the dashboard)."""
     rows = []
     for code, tickets in sorted(by_opd.items()):
         resp, feed, within, finished, breaches = [], [], 0, 0, 0

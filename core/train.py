@@ -119,7 +119,15 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "max_iter": 3000,
     "max_rows": 0,  # >0: use at most this many seed rows per class (fast tests)
     "polite_copies": 0.3,  # share of complaints also trained with a greeting before and thanks after
+    "lexicon_generic": True,  # leave GENERIC_TERMS out of the vocabulary features
 }
+
+# Single words of the OPD vocabulary that real complaints use for anything: an address ("Perumahan
+# Griya Asri", "di tengah permukiman"), a means ("lewat aplikasi", "NIK saya"), a bystander ("pasien",
+# "karyawan"). As vocabulary features they pulled regency complaints to the wrong OPD; the word and
+# character features still learn them from the corpus, in context.
+GENERIC_TERMS = frozenset(
+    "perumahan permukiman aplikasi penduduk nik kis sawah karyawan tower server internet website".split())
 
 _OPENERS = ["Assalamualaikum wr wb.", "Selamat pagi admin,", "Selamat siang Bapak/Ibu,", "Selamat malam min,",
             "Halo min, mohon maaf mengganggu.", "Permisi, mohon maaf sebelumnya.", "Yth. Bapak/Ibu, salam sejahtera.",
@@ -229,6 +237,8 @@ def fit(rows: list[dict[str, Any]], cfg: AppConfig, params: dict[str, Any] | Non
     p = {**DEFAULT_PARAMS, **(params or {})}
     p["weights"] = {**DEFAULT_PARAMS["weights"], **(params or {}).get("weights", {})}
     terms = load_terms()
+    if p.get("lexicon_generic"):
+        terms = {k: [e for e in v if e.strip().lower() not in GENERIC_TERMS] for k, v in terms.items()}
     rows = list(rows)
     if p["max_rows"]:
         per: Counter[str] = Counter()

@@ -161,28 +161,26 @@ def reset_caches() -> None:
     redisconn._client.cache_clear()
 
 
-@pytest.fixture
-def hub(tmp_path: Path, database_url: str, redis_server: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Hub]:
-    """A hub on real Redis and a fresh database (parametrised: SQLite and PostgreSQL)."""
+def _hub(tmp_path: Path, db_url: str, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Hub]:
     import redis
 
-    redis.Redis.from_url(redis_server).flushdb()
-    h = Hub(tmp_path, database_url, redis_server, monkeypatch)
+    redis.Redis.from_url(redis_url).flushdb()
+    h = Hub(tmp_path, db_url, redis_url, monkeypatch)
     h.configure()
     yield h
     reset_caches()
+
+
+@pytest.fixture
+def hub(tmp_path: Path, database_url: str, redis_server: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Hub]:
+    """A hub on real Redis and a fresh database (parametrised: SQLite and PostgreSQL)."""
+    yield from _hub(tmp_path, database_url, redis_server, monkeypatch)
 
 
 @pytest.fixture
 def sqlite_hub(tmp_path: Path, sqlite_url: str, redis_server: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Hub]:
     """The same hub on SQLite only, for tests whose subject is not the database."""
-    import redis
-
-    redis.Redis.from_url(redis_server).flushdb()
-    h = Hub(tmp_path, sqlite_url, redis_server, monkeypatch)
-    h.configure()
-    yield h
-    reset_caches()
+    yield from _hub(tmp_path, sqlite_url, redis_server, monkeypatch)
 
 
 @pytest.fixture

@@ -79,3 +79,20 @@ def _wait_port(port: int, proc: subprocess.Popen, name: str) -> None:
         except OSError:
             time.sleep(0.02)
     raise RuntimeError(f"{name} did not start on port {port}")
+
+
+def wait_http(url: str, proc: subprocess.Popen, timeout: float = 60, why: Callable[[], str] | None = None) -> float:
+    """Wait until `url` answers 200 while `proc` lives; returns the seconds it took (fails with the log)."""
+    import httpx
+
+    started = time.monotonic()
+    while True:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return time.monotonic() - started
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() - started > timeout:
+            proc.kill()
+            raise AssertionError(f"{url} not ready after {time.monotonic() - started:.0f} s\n" + (why() if why else ""))
+        time.sleep(0.1)

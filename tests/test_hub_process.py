@@ -20,7 +20,7 @@ from connectors.fakes import serve
 from connectors.fakes.telegram import TelegramState, create_app as fake_app
 from core.redisconn import ensure_embedded, stop_embedded
 from tests.conftest import ROOT, base_config
-from tests.services import free_port
+from tests.services import free_port, wait_http
 
 TOKEN, SECRET = "42:UP-token", "up-secret"
 
@@ -54,20 +54,11 @@ def test_up_runs_the_whole_hub_on_embedded_defaults_and_stops_cleanly(tmp_path: 
     cfg = base_config()
     cfg["channels"]["telegram"].update(enabled=True, mode="webhook", api_base=running.url)
     env = _env(tmp_path, cfg)
-    started = time.monotonic()
     proc = subprocess.Popen([sys.executable, "-m", "core.cli", "up", "--workers", "2", "--port", str(port)],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         base = f"http://127.0.0.1:{port}"
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-            assert time.monotonic() - started < 30, "hub not ready in 30 s"
-            time.sleep(0.1)
+        wait_http(f"{base}/readyz", proc, timeout=30)
         fake.webhook = {"url": f"{base}/webhooks/telegram", "secret_token": SECRET}
         update = fake.citizen_update(777001, "pohon tumbang menutup jalan di Jl. Diponegoro, tolong dipotong")
         assert fake.deliver(update).status_code == 200

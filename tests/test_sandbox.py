@@ -18,7 +18,7 @@ from sqlmodel import func, select
 
 from core.models import Message, Ticket
 from core.sandbox_demo import DAY
-from tests.services import free_port
+from tests.services import free_port, wait_http
 
 ROOT = Path(__file__).resolve().parents[1]
 PHOTO = Path(sklearn.__file__).parent / "datasets" / "images" / "flower.jpg"
@@ -44,17 +44,7 @@ def sandbox_hub(sqlite_hub):  # type: ignore[no-untyped-def]
                              "--port", str(port)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{url}/sandbox", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline or proc.poll() is not None:
-            proc.kill()
-            pytest.fail("aduan up --sandbox did not start:\n" + (sqlite_hub.tmp / "up.log").read_text())
-        time.sleep(0.2)
+    wait_http(f"{url}/sandbox", proc, timeout=60, why=lambda: (sqlite_hub.tmp / "up.log").read_text())
     yield sqlite_hub, url, proc
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)

@@ -18,7 +18,7 @@ from sqlalchemy import create_engine, text
 from connectors.fakes import serve
 from connectors.fakes.telegram import TelegramState, create_app as fake_app
 from tests.conftest import ROOT, _create_pg_database, base_config
-from tests.services import free_port
+from tests.services import free_port, wait_http
 
 TOKEN, SECRET = "77:SCALE-token", "scale-secret"
 N = 1000
@@ -53,15 +53,7 @@ def test_two_workers_and_web_share_the_work_exactly_once(tmp_path: Path, pg_serv
                                env=env, stderr=subprocess.DEVNULL) for i in range(2)]
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "web process not ready"
-            time.sleep(0.1)
+        wait_http(f"{base}/readyz", procs[0], timeout=30)
         texts = complaint_texts()
         updates = [fake.citizen_update(3_000_000 + i, f"{texts[i % len(texts)]} (laporan warga {i})") for i in range(N)]
         headers = {"X-Telegram-Bot-Api-Secret-Token": SECRET}
