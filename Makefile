@@ -6,23 +6,24 @@ STAMP   := $(VENV)/.installed
 TSTAMP  := $(VENV)/.installed-test
 DEBS    := redis-server postgresql chromium
 
-.PHONY: run test install install-test system-deps lint clean help bench
+.PHONY: run test install install-test system-deps lint clean help bench lock
 
 help:
 	@echo "make run    - install, migrate and start the hub (http://127.0.0.1:8000)"
 	@echo "make test   - install test dependencies and services, run the whole suite"
 	@echo "make bench  - print pipeline and classifier benchmark figures"
 
-$(STAMP): pyproject.toml
+# requirements.lock pins every dependency to the versions the suite was run with.
+$(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e .
+	$(BIN)/pip install -q -c requirements.lock -e .
 	touch $@
 
 install: $(STAMP)
 
-$(TSTAMP): $(STAMP) pyproject.toml
-	$(BIN)/pip install -q -e '.[test]'
+$(TSTAMP): $(STAMP) pyproject.toml requirements.lock
+	$(BIN)/pip install -q -c requirements.lock -e '.[test]'
 	touch $@
 
 install-test: $(TSTAMP)
@@ -53,6 +54,10 @@ test: system-deps $(TSTAMP)
 
 bench: $(STAMP)
 	$(BIN)/aduan bench pipeline
+
+# Refresh requirements.lock after changing dependencies in pyproject.toml.
+lock: $(TSTAMP)
+	$(BIN)/pip freeze --exclude-editable | grep -v '^aduan' > requirements.lock
 
 clean:
 	rm -rf $(VENV) data .pytest_cache

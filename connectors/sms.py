@@ -24,6 +24,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import SecretStr, field_validator, model_validator
 
+from connectors.base import strict_parse
 from connectors.base import (ChannelSettings, Connector, Outgoing, ParseError, PermanentError, RetryableError,
                              SendResult)
 from connectors.twilio_common import (MAX_BODY, WA_PREFIX, describe_error, map_status, normalise_phone,
@@ -142,6 +143,7 @@ class SmsConnector(Connector):
     settings: TwilioSettings
 
     @classmethod
+    @strict_parse
     def parse(cls, raw: dict[str, Any]) -> InboundMessage | None:
         return parse_twilio(raw)
 

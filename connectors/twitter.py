@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, model_validator
 from requests.adapters import HTTPAdapter
 
+from connectors.base import strict_parse
 from connectors.base import (ChannelSettings, Connector, Outgoing, ParseError, PermanentError, RetryableError,
                              SendResult, split_text)
 from connectors.twitter_budget import Budget
@@ -140,6 +141,7 @@ class TwitterConnector(Connector):
     polls: ClassVar[bool] = True
 
     @classmethod
+    @strict_parse
     def parse(cls, raw: dict[str, Any]) -> InboundMessage | None:
         """{"mention": Tweet, "includes": ...} or {"dm_event": DmEvent, "includes": ...} -> InboundMessage.
 

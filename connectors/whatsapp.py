@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
+from connectors.base import strict_parse
 from connectors.base import Outgoing, PermanentError, SendResult, split_text
 from connectors.sms import SmsConnector, TwilioSettings, parse_twilio, twilio_router
 from connectors.twilio_common import MAX_BODY, WA_PREFIX, normalise_phone
@@ -56,6 +57,7 @@ class WhatsAppConnector(SmsConnector):
         self.last_inbound = last_inbound or last_inbound_from_db
 
     @classmethod
+    @strict_parse
     def parse(cls, raw: dict[str, Any]) -> InboundMessage | None:
         return parse_twilio(raw)
 

@@ -205,6 +205,9 @@ def rq_noop_run(workers: int, n: int, env: dict[str, str]) -> Run:
     for i in range(n):
         q.enqueue("workers.jobs.noop", i, result_ttl=0)
     while q.count or q.started_job_registry.count:
+        if any(p.poll() is not None for p in procs):
+            _stop(procs)
+            raise RuntimeError("a benchmark worker exited; run `aduan worker --queues bench-noop` to see why")
         time.sleep(0.02)
     elapsed = time.perf_counter() - t0
     return Run(workers, n, elapsed, n / elapsed, peak_rss_mb=_stop(procs))

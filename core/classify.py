@@ -7,7 +7,9 @@ The decision is layered:
    weight. ``force: true`` decides outright; otherwise the weight is added to that OPD's score.
    A rule with ``opd: null`` marks a non-complaint.
 2. **The trained model** (see core/train.py): word uni/bigram TF-IDF on stemmed, normalised
-   text + character n-gram TF-IDF on normalised text + the OPD vocabulary (core/data/opd_terms.yaml)
+   text (plus, for a long report, on its first sentence: the LAPOR! title) + character n-gram
+   TF-IDF on the opening of the normalised text (its first ``char_limit`` characters: the rest of a
+   long report adds addresses, names and history that belong to no OPD) + the OPD vocabulary (core/data/opd_terms.yaml)
    and the catalogue keywords of config.yaml as per-OPD hit counts, into a multinomial logistic
    regression whose probabilities are temperature-calibrated on held-out data.
 3. **Non-complaints**: a class ``NONE`` of the same model plus rules for bare greetings, thanks
@@ -346,12 +348,14 @@ _SMALLTALK = set(
     "admin kak pak bu mas mbak bro sis semua ya iya yes tes test testing ping p permisi maaf "
     "bang cak rek dulur lur sehat selalu semangat sukses luar biasa sudah beres "
     "atas nya ditanggapi puas bagus hebat juga "
-    "met makasi thanks thank you jumat berkah happy weekend aamiin amin alhamdulillah hehe haha".split()
+    "met makasi thanks thank you jumat berkah happy weekend aamiin amin alhamdulillah hehe haha "
+    "tidak jadi batal salah kirim keliru nomor".split()
 )
 _SPAM = re.compile(
     r"slot\s*gacor|maxwin|bonus\s+new\s+member|rtp\s+live|link\s+alternatif|deposit\s+(?:pulsa|\d)|"
     r"pinjaman\s+(?:dana|online)\s+(?:cepat|cair)|cair\s+tanpa\s+jaminan|open\s+(?:order|reseller|po)\b|"
-    r"follow\s+(?:back|ig|akun)|cek\s+(?:bio|ig|link)|wa\.me/|dijual\s+cepat|promo\s+(?:spesial|hari ini)",
+    r"follow\s+(?:back|ig|akun)|cek\s+(?:bio|ig|link)|wa\.me/|dijual\s+cepat|promo\s+(?:spesial|hari ini)|"
+    r"les\s+privat|hubungi\s+(?:wa|whatsapp|kami\s+di|0\d|\+?62)|terima\s+(?:jasa|pesanan)\b",
     re.I,
 )
 # "Thanks, the road has been paved": gratitude for finished work is not a new complaint.

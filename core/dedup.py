@@ -292,7 +292,8 @@ def find_match(session: Session, cfg: AppConfig, msg: Message, decision: Decisio
     bands, rows = lsh_params(cfg.dedup.lsh_threshold, cfg.dedup.num_perm)
     sig = signature(f.words, cfg.dedup.num_perm) if len(f.words) >= 2 else None
     scored: list[tuple[float, int, dict]] = []
-    for doc_id, doc in be.candidates(bucket_names(f, opd, sig, bands, rows, neighbours=True)).items():
+    names = bucket_names(f, opd, sig, bands, rows, neighbours=True)
+    for doc_id, doc in {**be.candidates(names), **_pending_candidates(session, names)}.items():
         # Either side of the window: two workers may take a later report before an earlier one.
         if doc_id == msg.id or doc.get("o") != opd or abs(now - doc["at"]) > window:
             continue
@@ -313,6 +314,13 @@ def find_match(session: Session, cfg: AppConfig, msg: Message, decision: Decisio
         _remember(session, cfg, msg, f, opd)
         return Match(ticket_id=tid, kind="case", score=score, reasons={**reasons, "matched_message": doc_id})
     return None
+
+
+def _pending_candidates(session: Session, names: list[str]) -> dict[int, dict]:
+    """Cases opened earlier in this same transaction (a worker's batch): not in the index until commit."""
+    wanted = set(names)
+    return {doc_id: doc for _be, doc_id, doc, buckets in session.info.get(_STASH, {}).get("add", [])
+            if wanted.intersection(buckets)}
 
 
 def _find_repeat(session: Session, cfg: AppConfig, msg: Message, f: Features, opd: str) -> Match | None:

@@ -7,7 +7,7 @@ a stored problem): features + MinHash + bucket reads + judging the best candidat
 database check of the chosen ticket (one indexed query) is not included. Brute force judges
 the same queries against every stored complaint of the OPD; its time and the share of its
 matches the index also finds are printed beside. Filler words come from the Purbalingga
-complaint texts in /work/shared when present (evaluation only, never stored in the project).
+complaint texts from the project's seed corpus.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import numpy as np
 
 from core.config import AppConfig
 
-FILLER = Path("/work/shared/datasets/lapormasbup-purbalingga/dataset_cleaned.csv")
+SEED = Path(__file__).parent / "data" / "seed"
 SYLLABLES = ["ka", "ran", "sa", "ri", "wo", "no", "kro", "mo", "jo", "yo", "ngan", "tam", "bak", "su", "ko",
              "lo", "me", "nur", "ge", "bang", "re", "jeng", "pa", "kis", "dar", "to", "ba", "tu", "gu", "ling"]
 PROBLEMS = [
@@ -41,11 +41,11 @@ BUILTIN_FILLER = ["sudah berhari hari warga mengeluh", "mohon segera ditindaklan
 
 
 def _filler() -> list[str]:
-    if FILLER.exists():
-        with FILLER.open(encoding="utf-8") as fh:
-            texts = [r["text"] for r in csv.DictReader(fh) if r.get("text")]
-        return [" ".join(t.split()[:10]) for t in texts if len(t.split()) >= 4]
-    return BUILTIN_FILLER
+    """Realistic complaint wording for the synthetic history: the project's own seed corpus."""
+    texts = []
+    for f in sorted(SEED.glob("*.jsonl")):
+        texts += [json.loads(line)["text"] for line in f.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return texts or BUILTIN_FILLER
 
 
 def _rss_mb() -> float:

@@ -112,8 +112,8 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "char": True,
     "char_ngram": (2, 5),
     "char_min_df": 2,
-    "char_limit": 0,
-    "weights": {"word": 1.0, "char": 1.0, "lex": 0.15, "cat": 0.05},
+    "char_limit": 150,  # character n-grams of the opening only (title + first sentence of a long report)
+    "weights": {"word": 1.3, "char": 1.0, "lex": 0.15, "cat": 0.05, "title": 0.5},
     "lexicon_examples": True,
     "lexicon_sample_weight": 1.0,
     "max_iter": 3000,

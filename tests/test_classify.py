@@ -137,3 +137,37 @@ def test_informal_and_suroboyoan_styles() -> None:
     assert clf.classify("dalane rusak parah rek, bolong nang endi2").opd == "DSDABM"
     assert clf.classify("tlg sampah d TPS blm diangkut min 😭").opd == "DLH"
     assert clf.classify("#SampahMenumpuk #Surabaya").opd == "DLH"
+
+
+# Written for this test, in the style of a regency's LAPOR! reports (title, then a body that
+# names a desa, an RT/RW, the kepala desa and a housing estate in passing).
+FORMAL_REGENCY = {
+    "DSDABM": "Jalan Poros Desa Hancur. Saya warga Perumahan Bukit Hijau RT 02 RW 07 Desa Cempaka. Jalan "
+              "penghubung ke kecamatan berlubang dan aspalnya terkelupas sepanjang satu kilometer. Sudah lapor ke "
+              "kepala desa tetapi belum diperbaiki. Mohon ditindaklanjuti.",
+    "DINSOS": "Bantuan PKH Berhenti. Dengan hormat, NIK saya terdaftar di DTKS sebagai keluarga penerima manfaat "
+              "tetapi bantuan PKH tidak cair sejak awal tahun. Pendamping di desa tidak bisa menjelaskan. Mohon "
+              "dicek data penerima bantuan sosial kami.",
+    "DPMPTSP": "Izin Usaha Tertahan. Yth. Bapak Bupati, saya sudah membawa surat pengantar RT/RW dan surat "
+               "keterangan usaha dari desa, lalu mengajukan izin usaha di OSS dua bulan lalu. Izin belum terbit "
+               "dan petugas perizinan tidak memberi kepastian.",
+}
+
+
+@pytest.mark.parametrize("opd", sorted(FORMAL_REGENCY))
+def test_formal_regency_reports_are_not_pulled_by_incidental_words(opd: str) -> None:
+    d = get_classifier(default_config()).classify(FORMAL_REGENCY[opd])
+    assert d.opd == opd, (d.opd, d.candidate, d.reasons)
+
+
+@pytest.mark.parametrize("text", ["gk jadi min", "maaf salah kirim",
+                                  "Les privat matematika SMP, guru datang ke rumah. Hubungi WA kami"])
+def test_cancellations_and_service_ads_are_not_complaints(text: str) -> None:
+    d = get_classifier(default_config()).classify(text)
+    assert not d.complaint and d.opd is None
+
+
+def test_rules_leave_real_complaints_alone() -> None:
+    clf = get_classifier(default_config())
+    assert clf.classify("lampu jalan tidak jadi dipasang padahal sudah dijanjikan").complaint
+    assert clf.classify("developer perumahan sulit dihubungi, sertifikat rumah belum diserahkan").complaint

@@ -396,3 +396,25 @@ class TestSmsContract(ConnectorContract):
         settings = SmsConnector.Settings(enabled=True, account_sid=ACCOUNT, auth_token=TOKEN, from_number=FROM,
                                          api_base=f"http://127.0.0.1:{free_port()}", status_callback=False)
         return SmsConnector(settings)
+
+
+def test_signed_arbitrary_forms_get_clean_answers_and_refusals_write_nothing(sqlite_hub, fake_twilio, sweb):  # type: ignore[no-untyped-def]
+    """Property-based: correctly signed but arbitrary form bodies (missing fields, nasty text, 1 MB
+    bodies, right-to-left and zero-width characters) never produce a 500 or a partial write."""
+    from hypothesis import HealthCheck, given, settings, strategies as st
+
+    nasty = st.one_of(st.text(max_size=200), st.sampled_from(
+        ["", "\u200b", "\u202eSTOP", "😡" * 30, "'; DROP TABLE message; --", "<script>x</script>", "a" * 1_000_000]))
+    keys = st.sampled_from(["MessageSid", "From", "To", "Body", "NumMedia", "MediaUrl0", "MediaContentType0",
+                            "AccountSid", "SmsStatus", "OptOutType", "ProfileName", "Latitude", "Longitude"])
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(form=st.dictionaries(keys, nasty, max_size=8))
+    def check(form: dict[str, str]) -> None:
+        before = len(inbound(sqlite_hub))
+        r = fake_twilio.post_signed(f"{PUBLIC}/webhooks/sms", form)
+        assert r.status_code in (200, 400), r.text[:200]
+        if r.status_code == 400:
+            assert len(inbound(sqlite_hub)) == before
+
+    check()

@@ -127,3 +127,25 @@ def test_cli_eval_table_and_json(tmp_path: Path) -> None:
     out = io.StringIO()
     assert cli_eval(f, default_config(), False, stdout=out) == 0
     assert "accuracy" in out.getvalue()
+
+
+def test_generic_words_stay_out_of_the_vocabulary_features() -> None:
+    from core.train import GENERIC_TERMS
+
+    art = fit(load_seed(), default_config(), FAST)
+    keys = {" ".join(k) for k in art["lexicon"].index}
+    assert "perumah" not in keys and "perumahan" not in keys and "aplikasi" not in keys
+    assert "perumahan" in GENERIC_TERMS
+    # multi-word entries with those words still count ("perumahan kumuh", "aplikasi perizinan")
+    assert any("perumahan" in k or "rumah" in k for k in keys)
+    art2 = fit(load_seed(), default_config(), {**FAST, "lexicon_generic": False})
+    assert len(art2["lexicon"].index) > len(art["lexicon"].index)
+
+
+def test_only_the_opening_of_a_long_report_feeds_the_character_features() -> None:
+    from core.classify import char_text
+
+    art = fit(load_seed(), default_config(), {**FAST, "char": True})
+    assert art["char_limit"] == 150
+    assert char_text("a" * 400, art["char_limit"]) == "a" * 150
+    assert char_text("lampu mati", art["char_limit"]) == "lampu mati"

@@ -21,8 +21,9 @@ def run_worker(burst: bool = False, name: str | None = None, queues: list[str] |
 
     cfg = get_config()  # fail fast on a bad configuration, before taking jobs
     unknown = set(queues or []) - set(QUEUES)
-    if unknown:
-        raise ValueError(f"unknown queue(s) {', '.join(sorted(unknown))}; known: {', '.join(QUEUES)}")
+    if unknown:  # allowed (benchmarks, a deployment's own queues) but usually a typo: say so
+        logging.getLogger(__name__).warning("queue(s) %s are not the hub's (%s)", ", ".join(sorted(unknown)),
+                                            ", ".join(QUEUES))
     _warm(cfg)
     worker = SimpleWorker(queues or list(QUEUES), connection=get_redis(), serializer=JSONSerializer, name=name)
     return worker.work(burst=burst, with_scheduler=True, logging_level=logging.WARNING)
