@@ -355,7 +355,7 @@ _SPAM = re.compile(
     r"slot\s*gacor|maxwin|bonus\s+new\s+member|rtp\s+live|link\s+alternatif|deposit\s+(?:pulsa|\d)|"
     r"pinjaman\s+(?:dana|online)\s+(?:cepat|cair)|cair\s+tanpa\s+jaminan|open\s+(?:order|reseller|po)\b|"
     r"follow\s+(?:back|ig|akun)|cek\s+(?:bio|ig|link)|wa\.me/|dijual\s+cepat|promo\s+(?:spesial|hari ini)|"
-    r"les\s+privat|hubungi\s+(?:wa|whatsapp|kami\s+di|0\d|\+?62)|terima\s+(?:jasa|pesanan)\b",
+    r"les\s+privat|hubungi\s+(?:kami\s+di|wa\s+kami|admin\s+kami)|terima\s+(?:jasa|pesanan)\b",
     re.I,
 )
 # "Thanks, the road has been paved": gratitude for finished work is not a new complaint.

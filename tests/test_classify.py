@@ -171,3 +171,16 @@ def test_rules_leave_real_complaints_alone() -> None:
     clf = get_classifier(default_config())
     assert clf.classify("lampu jalan tidak jadi dipasang padahal sudah dijanjikan").complaint
     assert clf.classify("developer perumahan sulit dihubungi, sertifikat rumah belum diserahkan").complaint
+
+
+def test_a_citizen_giving_their_phone_number_is_not_spam() -> None:
+    """'hubungi 0812…' in a complaint is the citizen's contact, not an advertisement."""
+    from core.classify import get_classifier
+    from core.train import default_config
+
+    clf = get_classifier(default_config())
+    d = clf.classify("Jalan berlubang besar di Jl. Rungkut Asri Timur, saya Budi, hubungi 0812-3456-7890 atau "
+                     "budi.s@example.com")
+    assert d.complaint and d.opd == "DSDABM"
+    ad = clf.classify("Les privat matematika SD SMP, hubungi kami di 0812-0000-1111, cek bio")
+    assert not ad.complaint and ad.opd is None

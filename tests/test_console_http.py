@@ -409,3 +409,30 @@ def test_failed_reply_can_be_sent_again(console, sqlite_hub):  # type: ignore[no
     assert "terkirim" in opr.get(f"/console/tickets/{tid}/conversation").text
     again = opr.post_form(f"/console/tickets/{tid}/resend", {"message_id": str(out.id)})
     assert again.status_code == 400  # a sent reply is never sent twice from here
+
+
+def test_admin_blocks_a_sender_whose_next_message_opens_nothing(console, sqlite_hub):  # type: ignore[no-untyped-def]
+    from datetime import datetime, timezone
+
+    from core.db import session_scope
+    from core.intake import store
+    from core.message import InboundMessage
+    from core.models import Contact
+    from core.pipeline import process
+
+    spam = add_ticket(sqlite_hub, "DLH", "promo pinjol cair cepat", address="6289999999999")
+    op = login(console.url, "opr")
+    assert op.post_form(f"/console/tickets/{spam}/block", {"reason": "spam berulang"}).status_code == 403
+    admin = login(console.url, "admin")
+    assert admin.post_form(f"/console/tickets/{spam}/block", {"reason": ""}).status_code == 400
+    assert admin.post_form(f"/console/tickets/{spam}/block", {"reason": "spam berulang"}).status_code == 303
+    msg = InboundMessage(channel="telegram", external_id="after-block", sender="6289999999999",
+                         text="jalan rusak parah di Jl. Kenjeran", received_at=datetime.now(timezone.utc))
+    with session_scope() as s:
+        row, _ = store(s, msg)
+        out = process(s, sqlite_hub.cfg, row.id)
+    assert out.status == "blocked" and out.ticket is None and out.outbound == []
+    with sqlite_hub.session() as s:
+        assert s.exec(select(Contact).where(Contact.address == "6289999999999")).one().blocked
+        ev = s.exec(select(Event).where(Event.action == "contact.block")).one()
+        assert ev.actor == "admin" and ev.data["after"]["reason"] == "spam berulang"

@@ -196,6 +196,21 @@ def mark_spam(session: Session, ticket: Ticket, user: User) -> None:
     audit(session, user.username, "ticket.spam", ticket, before, snapshot(ticket))
 
 
+def block_sender(session: Session, ticket: Ticket, user: User, reason: str) -> None:
+    """Block the ticket's reporter: their later messages are stored but open nothing and get no reply."""
+    from core.models import Contact
+
+    if not reason.strip():
+        raise ActionError("Tuliskan alasan pemblokiran.")
+    contact = session.get(Contact, ticket.contact_id) if ticket.contact_id else None
+    if contact is None:
+        raise ActionError("Pelapor tidak ditemukan.")
+    before = {"contact": contact.id, "blocked": contact.blocked}
+    contact.blocked = True
+    audit(session, user.username, "contact.block", ticket, before, {"contact": contact.id, "blocked": True,
+                                                                     "reason": reason.strip()})
+
+
 def note(session: Session, ticket: Ticket, user: User, text: str) -> list[str]:
     """An internal note (never sent to the citizen); @username mentions of real users are recorded."""
     text = text.strip()

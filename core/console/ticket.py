@@ -24,6 +24,7 @@ from core.replies import take_pending
 router = APIRouter(prefix="/console", dependencies=[Depends(deps.csrf_protect)], include_in_schema=False)
 STAFF = deps.require(*deps.STAFF)
 OPERATORS = deps.require("admin", "operator")
+ADMINS = deps.require("admin")
 
 
 def _conversation(s: Session, ticket: Ticket) -> list[dict[str, Any]]:
@@ -176,6 +177,12 @@ async def post_note(request: Request, ticket_id: int, ctx: deps.Ctx = Depends(ST
 @router.post("/tickets/{ticket_id}/spam")
 def post_spam(request: Request, ticket_id: int, ctx: deps.Ctx = Depends(OPERATORS)) -> Response:
     return _act(request, ctx, ticket_id, lambda s, t, u: actions.mark_spam(s, t, u))
+
+
+@router.post("/tickets/{ticket_id}/block")
+async def post_block(request: Request, ticket_id: int, ctx: deps.Ctx = Depends(ADMINS)) -> Response:
+    f = await _form(request)
+    return _act(request, ctx, ticket_id, lambda s, t, u: actions.block_sender(s, t, u, f.get("reason", "")))
 
 
 @router.post("/tickets/{ticket_id}/merge")
