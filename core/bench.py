@@ -52,6 +52,7 @@ def texts() -> list[str]:
 def generate(n: int, rng: random.Random, start: datetime) -> list[dict]:
     """n messages across the four channels; ~5% provider re-deliveries and ~5% citizens repeating."""
     pool = texts()
+    run = f"{rng.getrandbits(32):08x}"  # external ids unique per run: a later run is not a re-delivery of this one
     msgs: list[dict] = []
     for i in range(n):
         r = rng.random()
@@ -60,12 +61,12 @@ def generate(n: int, rng: random.Random, start: datetime) -> list[dict]:
             continue
         if msgs and r < 0.10:
             prev = rng.choice(msgs)
-            msgs.append({**prev, "external_id": f"b{i}", "received_at": (start + timedelta(milliseconds=i)).isoformat()})
+            msgs.append({**prev, "external_id": f"{run}-{i}", "received_at": (start + timedelta(milliseconds=i)).isoformat()})
             continue
         text = rng.choice(pool)
         if rng.random() < 0.5:
             text = f"{text} di {rng.choice(PLACES)} RT {rng.randint(1, 12)}"
-        msgs.append({"channel": rng.choice(CHANNELS), "external_id": f"b{i}", "sender": f"bench-{rng.randint(1, n)}",
+        msgs.append({"channel": rng.choice(CHANNELS), "external_id": f"{run}-{i}", "sender": f"bench-{rng.randint(1, n)}",
                      "text": text, "received_at": (start + timedelta(milliseconds=i)).isoformat()})
     return msgs
 

@@ -58,7 +58,7 @@ def migrate() -> None:
 @app.command()
 def worker(burst: bool = typer.Option(False, help="Exit when the queues are empty."),
            name: Optional[str] = typer.Option(None, help="Worker name shown in monitoring."),
-           queues: Optional[str] = typer.Option(None, help="Comma-separated queues (default: inbound,outbound,maintenance).")) -> None:
+           queues: Optional[str] = typer.Option(None, help="Comma-separated queues, served in this order (default: outbound,inbound,maintenance).")) -> None:
     """Run one worker on the hub's queues (start more, on any machine, to scale out)."""
     from workers.main import run_worker
 

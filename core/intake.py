@@ -8,7 +8,9 @@ channel and external id) is recognised by the unique constraint and not queued a
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -74,9 +76,20 @@ def store(session: Session, msg: InboundMessage) -> tuple[Message, bool]:
     return row, True
 
 
+_SQLITE_WRITER = threading.Lock()
+
+
+def _writer() -> threading.Lock | contextlib.nullcontext:
+    """SQLite has one writer at a time: the web's request threads take turns here instead of
+    spinning on the database lock. PostgreSQL needs no such turn-taking."""
+    from core.db import get_engine
+
+    return _SQLITE_WRITER if get_engine().dialect.name == "sqlite" else contextlib.nullcontext()
+
+
 def accept(msg: InboundMessage) -> Accepted:
     """Persist, commit, then queue. Raises only if the database is unreachable."""
-    with session_scope() as session:
+    with _writer(), session_scope() as session:
         row, created = store(session, msg)
         message_id = row.id
         pending = row.state == "stored"

@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 INBOUND = "inbound"
 OUTBOUND = "outbound"
 MAINTENANCE = "maintenance"  # SLA sweep, reconciliation, retraining
-QUEUES = (INBOUND, OUTBOUND, MAINTENANCE)
+QUEUES = (OUTBOUND, INBOUND, MAINTENANCE)  # a worker serves them in this order: replies first
 
 PROCESS_INBOUND = "workers.jobs.process_inbound"
 DRAIN_INBOUND = "workers.jobs.drain_inbound"

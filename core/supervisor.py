@@ -56,6 +56,7 @@ def run_hub(workers: int, host: str, port: int, sandbox: bool = False, seed_demo
         fakes = sandbox_mode.prepare(env, host, port)
         if seed_demo:
             sandbox_mode.play_demo_later(fakes)
+        _sandbox_admin(host, port)
     stopping = False
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -104,3 +105,21 @@ def _stop_all(kids: list[Child]) -> None:
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait()
+
+
+def _sandbox_admin(host: str, port: int) -> None:
+    """A sandbox with no console account gets one, so a newcomer can open the console at once."""
+    import secrets
+
+    from sqlmodel import select
+
+    from core.auth import create_user
+    from core.console.models import User
+    from core.db import session_scope
+
+    with session_scope() as s:
+        if s.exec(select(User)).first() is not None:
+            return
+        password = secrets.token_urlsafe(9)
+        create_user(s, "admin", password, "admin", display_name="Admin sandbox", actor="sandbox")
+    print(f"Sandbox console: http://{host}:{port}/console  user: admin  password: {password}", flush=True)
