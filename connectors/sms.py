@@ -48,6 +48,7 @@ class TwilioSettings(ChannelSettings):
     public_url: str | None = None  # the address Twilio calls, when it differs from hub.public_url
     default_region: str = "ID"  # how 0812… numbers are read
     max_segments: int = 10  # per Twilio message; longer replies go as numbered parts
+    per_sender_per_second: int = 10  # the sending number's (or Messaging Service's) throughput at Twilio
     status_callback: bool = True
     max_text: int = MAX_BODY
 
@@ -173,8 +174,10 @@ class SmsConnector(Connector):
             return None
 
     def limits(self, out: Outgoing) -> list[tuple[str, int, float]]:
-        """Twilio queues per sender itself; keep the hub under the account's API concurrency."""
-        return [(f"twilio:{self.settings.account_sid}", 50, 1.0)]
+        """The account's API concurrency, and the per-number rate of the sending number or service."""
+        sender = self.settings.messaging_service_sid or self.settings.from_number or "default"
+        return [(f"twilio:{self.settings.account_sid}", 50, 1.0),
+                (f"twilio:{self.name}:{sender}", self.settings.per_sender_per_second, 1.0)]
 
     def create_params(self, to: str) -> dict[str, Any]:
         params: dict[str, Any] = {"to": to}
