@@ -14,7 +14,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 
 from core.message import InboundMessage
 
@@ -26,6 +26,13 @@ class ChannelSettings(BaseModel):
     enabled: bool = False
     templates: dict[str, str] = {}
     max_text: int = 4000  # longest single outbound text this channel accepts
+
+    @field_validator("templates")
+    @classmethod
+    def _templates(cls, v: dict[str, str]) -> dict[str, str]:
+        from core.config import known_templates
+
+        return known_templates(v)
 
 
 class ParseError(ValueError):

@@ -66,16 +66,6 @@ class TwilioSettings(ChannelSettings):
             raise ValueError("must be between 1 and 24 (Twilio bodies are at most 1600 characters)")
         return v
 
-    @field_validator("templates")
-    @classmethod
-    def _templates(cls, v: dict[str, str]) -> dict[str, str]:
-        from core.config import DEFAULT_TEMPLATES
-
-        unknown = sorted(set(v) - set(DEFAULT_TEMPLATES))
-        if unknown:
-            raise ValueError(f"unknown template {unknown[0]!r}; known: {', '.join(DEFAULT_TEMPLATES)}")
-        return v
-
     @model_validator(mode="after")
     def _needs(self) -> "TwilioSettings":
         if self.enabled:

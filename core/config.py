@@ -191,6 +191,14 @@ class QueueConfig(Strict):
     outbound_max_attempts: int = Field(default=6, ge=1, le=50)
 
 
+def known_templates(v: dict[str, str]) -> dict[str, str]:
+    """Refuse a template name the hub never sends (a typo would otherwise be silently ignored)."""
+    unknown = sorted(set(v) - set(DEFAULT_TEMPLATES))
+    if unknown:
+        raise ValueError(f"unknown template {unknown[0]!r}; known: {', '.join(DEFAULT_TEMPLATES)}")
+    return v
+
+
 class AppConfig(Strict):
     hub: HubConfig = HubConfig()
     channels: dict[str, dict[str, Any]] = {}
@@ -207,10 +215,7 @@ class AppConfig(Strict):
     @field_validator("templates")
     @classmethod
     def _known_templates(cls, v: dict[str, str]) -> dict[str, str]:
-        unknown = sorted(set(v) - set(DEFAULT_TEMPLATES))
-        if unknown:
-            raise ValueError(f"unknown template {unknown[0]!r}; known: {', '.join(DEFAULT_TEMPLATES)}")
-        return {**DEFAULT_TEMPLATES, **v}
+        return {**DEFAULT_TEMPLATES, **known_templates(v)}
 
     # Validated per-connector settings, filled by load_config (not part of the file schema).
     _channel_settings: dict[str, Any] = {}

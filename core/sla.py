@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
@@ -216,6 +216,3 @@ def compliance(cfg: AppConfig, by_opd: dict[str, list[Ticket]], now: datetime) -
         rows.append(OpdCompliance(code, len(tickets), within / finished if finished else 1.0,
                                   _pct(resp, 0.5), _pct(resp, 0.9), _pct(feed, 0.5), _pct(feed, 0.9), breaches))
     return rows
-
-
-_ = timezone

@@ -7,7 +7,6 @@ import ipaddress
 import os
 import shutil
 import socket
-import subprocess
 import sys
 import time
 import uuid
@@ -203,6 +202,3 @@ def wait_for():  # type: ignore[no-untyped-def]
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
     return [f"redis-server: {shutil.which('redis-server')}", f"python: {sys.version.split()[0]}"]
-
-
-_ = subprocess  # services are started through tests/services.py

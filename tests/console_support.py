@@ -12,7 +12,6 @@ from sqlmodel import select
 
 from connectors.fakes import Running, serve
 from connectors.fakes.telegram import TelegramState, create_app as fake_telegram_app
-from core.message import InboundMessage
 from core.models import Ticket
 
 TOKEN = "123456:TEST-token"
@@ -181,6 +180,3 @@ def add_ticket(hub, opd: str | None, text: str, routed_minutes_ago: float | None
 def tickets(hub) -> list[Ticket]:  # type: ignore[no-untyped-def]
     with hub.session() as s:
         return list(s.exec(select(Ticket)).all())
-
-
-_ = InboundMessage

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
@@ -11,7 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 import redis
 import yaml
@@ -111,6 +109,3 @@ def test_ingest_inline_reports_tickets_duplicates_and_bad_lines(tmp_path: Path) 
     assert again["ticket"] == first["ticket"]  # the same message again is recognised, not a new ticket
     assert "line 2" in proc.stderr and "line 4" in proc.stderr
     assert set(first) >= {"channel", "external_id", "ticket", "opd", "status", "duplicate_of"}
-
-
-_ = asyncio

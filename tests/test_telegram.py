@@ -4,8 +4,6 @@ the hub's real web app over HTTP, real Redis, a real RQ worker, SQLite and Postg
 from __future__ import annotations
 
 import asyncio
-import json
-import threading
 
 import httpx
 import pytest
@@ -167,6 +165,3 @@ class TestTelegramContract(ConnectorContract):
         settings = TelegramConnector.Settings(enabled=True, token=TOKEN, secret_token=SECRET,
                                               api_base=f"http://127.0.0.1:{free_port()}")
         return TelegramConnector(settings)
-
-
-_ = (json, threading)

@@ -4,7 +4,6 @@ signatures verified), real Redis, a real RQ worker, SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Callable
 
@@ -14,7 +13,7 @@ from sqlmodel import select
 
 from connectors.base import Outgoing, PermanentError, RetryableError
 from connectors.fakes import serve
-from connectors.fakes.x import XState, create_app as fake_app, weighted
+from connectors.fakes.x import XState, create_app as fake_app
 from connectors.twitter import TwitterConnector
 from connectors.twitter_budget import budget_status, seconds_left_in_month, spread_interval
 from connectors.twitter_text import redact, shorten, weighted_length
@@ -214,7 +213,7 @@ def test_long_answer_is_shortened_with_status_link_and_sent_in_full_by_dm(sqlite
     reply = fake_x.replies_to(m["id"])[-1]
     assert reply["weighted"] <= 280 and weighted_length(reply["text"]) <= 280
     assert f"{PUBLIC_URL}/status/{t1.number}" in reply["text"] and "DM" in reply["text"]
-    assert reply["text"].startswith(f"Tanggapan")
+    assert reply["text"].startswith("Tanggapan")
     [dm] = [d for d in fake_x.dms_to(CITIZEN) if long_text.strip() in d["text"]]  # the full answer, privately
     reply2 = fake_x.replies_to(other["id"])[-1]
     assert reply2["weighted"] <= 280 and f"{PUBLIC_URL}/status/{t2.number}" in reply2["text"]
@@ -412,6 +411,3 @@ class TestTwitterContract(ConnectorContract):
         with pytest.raises(ConfigError) as err:
             self._parse({"enabled": True, "bearer_token": "only-bearer"}, monkeypatch)
         assert "channels.twitter" in str(err.value) and "consumer_key" in str(err.value)
-
-
-_ = (json, weighted)

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
-from sqlmodel import Session, col, func, select
+from sqlmodel import Session, func, select
 
 from core.config import DEFAULT_TEMPLATES, AppConfig, ConfigError, _phrase
 from core.console.models import Setting
@@ -160,6 +160,3 @@ def reset(session: Session, key: str, actor: str) -> None:
     if row is not None:
         session.delete(row)
         session.add(Event(at=utcnow(), actor=actor, action="settings.reset", data={"key": key, "before": row.value}))
-
-
-_ = col
