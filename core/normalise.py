@@ -5,7 +5,9 @@ e-mail addresses removed, hashtags split ("#JalanRusak" -> "jalan rusak"), emoji
 word where one means something for routing (🔥 -> "api") and dropped otherwise, repeated letters
 squashed ("tolonggg" -> "tolong"), "anak2" -> "anak anak", informal and Suroboyoan words
 replaced by their formal Indonesian form (``core/data/slang.tsv`` plus a small table here),
-Suroboyoan possessive suffixes removed ("dalane", "dalan e" -> "jalan"). Numbers stay ("rt 03",
+Suroboyoan possessive suffixes removed ("dalane", "dalan e" -> "jalan"), and an unknown word one
+dropped, doubled or swapped letter away from exactly one routing word fixed ("sapmah" -> "sampah";
+place names of the gazetteer and words with a known stem are left alone). Numbers stay ("rt 03",
 "gg 5", "lpg 3 kg").
 
 ``tokens(text)`` stems the normalised words with PySastrawi (cached per word) and drops
@@ -126,7 +128,13 @@ _KEEP = {
 _FUNCTION_WORDS = {"di", "ke", "dan", "yang", "dari", "untuk", "dengan", "pada", "atau", "oleh", "saat", "akan",
                    "ada", "sudah", "dalam", "hari", "bisa", "dapat", "juga", "ini", "itu", "se"}
 
-_HEALTH_PERMIT = re.compile(r"\b(?:praktik|praktek|dokter|bidan|perawat|nakes|apoteker|terapis|str)\b")
+# "SIP" is slang for "ok" ("sip min") but also the Surat Izin Praktik of a health worker: read as the
+# licence when the text names a health profession or facility, or a permit step around the word.
+_HEALTH_PERMIT = re.compile(r"\b(?:praktik|praktek|dokter|drg|bidan|perawat|nakes|apoteker|terapis|str|tenaga kesehatan|"
+                            r"klinik|apotek|fisioterapis?|psikolog|ahli gizi|sanitarian|analis|radiografer)\b|"
+                            r"\b(?:permohonan|pengajuan|penerbitan|perpanjangan|pembuatan|pengurusan|mengurus|"
+                            r"mengajukan|ngurus|urus|rekomendasi|terbit|terbitnya|berkas|syarat|persyaratan)\s+(?:\w+\s+)?sip\b|"
+                            r"\bsip\s+(?:belum|blm|ditolak|kedaluwarsa|(?:sudah|udah|udh)\s+(?:habis|mati))\b")
 
 _URL = re.compile(r"(https?://\S+|www\.\S+|\b[\w-]+\.(?:com|id|net|org|co\.id|go\.id|ly|me|io)(?:/\S*)?)", re.I)
 _EMAIL = re.compile(r"\b[\w.+-]+@[\w-]+\.[\w.-]+\b")
@@ -305,7 +313,53 @@ def _word(word: str) -> str:
             base = word[: -len(suffix)]
             if len(base) >= 3 and (base in table or base in vocab):
                 return table.get(base, base)
-    return word
+    return _typo(word)
+
+
+@lru_cache(maxsize=1)
+def _typo_index() -> dict[str, frozenset[str]]:
+    """Every routing word of five letters or more under each of its one-letter deletions (and itself)."""
+    index: dict[str, set[str]] = {}
+    for w in routing_words():
+        if len(w) >= 5 and w.isalpha():
+            for v in {w} | {w[:i] + w[i + 1:] for i in range(len(w))}:
+                index.setdefault(v, set()).add(w)
+    return {k: frozenset(v) for k, v in index.items()}
+
+
+def _one_slip(a: str, b: str) -> bool:
+    """True when a and b differ by one dropped, doubled or swapped (adjacent) letter: the slips of a
+    thumb. A replaced letter is left alone: "demak", "baruk", "margo" are names, not typos."""
+    if a == b or abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) > len(b):
+        a, b = b, a
+    i = 0
+    while i < len(a) and a[i] == b[i]:
+        i += 1
+    if len(a) < len(b):
+        return a[i:] == b[i + 1:]
+    return i + 1 < len(a) and a[i] == b[i + 1] and a[i + 1] == b[i] and a[i + 2:] == b[i + 2:]
+
+
+@lru_cache(maxsize=1)
+def _place_words() -> frozenset[str]:
+    """Words of the gazetteer's place names: never "corrected" ("Krampung" is not "kampung")."""
+    path = DATA / "gazetteer.json"
+    return frozenset(_WORD.findall(path.read_text(encoding="utf-8").lower())) if path.exists() else frozenset()
+
+
+def _typo(word: str) -> str:
+    """A misspelt routing word ("sapmah", "pemadm", "jembtan") to the one word it is a single slip
+    away from; anything else (names, places, words with a known stem) stays as written."""
+    if len(word) < 5 or not word.isalpha() or word in _place_words() or stem(word) in vocabulary():
+        return word
+    index = _typo_index()
+    found = set(index.get(word, ()))
+    for i in range(len(word)):
+        found.update(index.get(word[:i] + word[i + 1:], ()))
+    found = {w for w in found if _one_slip(word, w) and w[0] == word[0]}
+    return found.pop() if len(found) == 1 else word
 
 
 def normalise(text: str) -> str:

@@ -139,6 +139,29 @@ def test_informal_and_suroboyoan_styles() -> None:
     assert clf.classify("#SampahMenumpuk #Surabaya").opd == "DLH"
 
 
+# Written for this test: thumb slips, Sundanese/Javanese words, a licence called "SIP".
+OTHER_STYLES = {
+    "jembtan desa ambrol, warga gk bisa lewat": "DSDABM",
+    "pdm mati total dr subuh": "PDAM",
+    "pipa di depan pasar bocor maneh, ping limo wes taun iki": "PDAM",
+    "runtah numpuk di pinggir jalan teu acan diangkut": "DLH",
+    "Permohonan SIP": "DPMPTSP",
+}
+
+
+@pytest.mark.parametrize("text", sorted(OTHER_STYLES))
+def test_typos_and_other_regions_words_still_route(text: str) -> None:
+    d = get_classifier(default_config()).classify(text)
+    assert d.opd == OTHER_STYLES[text], (d.opd, d.candidate, d.reasons)
+
+
+@pytest.mark.parametrize("text", ["Terima ksh byk", "hatur nuhun pisan min", "punten, hatur nuhun",
+                                  "sip gk papa min", "mohon doanya, anak saya besok ujian"])
+def test_thanks_in_other_words_is_not_routed(text: str) -> None:
+    d = get_classifier(default_config()).classify(text)
+    assert d.opd is None and not d.complaint, (d.opd, d.reasons)
+
+
 # Written for this test, in the style of a regency's LAPOR! reports (title, then a body that
 # names a desa, an RT/RW, the kepala desa and a housing estate in passing).
 FORMAL_REGENCY = {

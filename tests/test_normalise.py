@@ -70,6 +70,40 @@ def test_polite_izin_is_not_a_permit() -> None:
     assert "izin" in normalise("usaha ini tidak punya izin")
 
 
+@pytest.mark.parametrize("raw, fixed", [
+    ("sapmah di tps", "sampah"),        # swapped letters
+    ("jembtan ambrol", "jembatan"),     # a dropped letter
+    ("pemadm datang", "pemadam"),
+    ("tersumbta got", "tersumbat"),
+    ("kebakaarn rumah", "kebakaran"),
+])
+def test_thumb_slips_in_routing_words_are_fixed(raw: str, fixed: str) -> None:
+    assert fixed in normalise(raw).split()
+
+
+def test_names_places_and_real_words_are_not_corrected() -> None:
+    assert normalise("PKL di Jl. Kapas Krampung") == "pkl di jalan kapas krampung"  # not "kampung"
+    assert "demak" in normalise("jalan demak macet").split()  # a street, not "demam"
+    assert "pasir" in normalise("truk pasir lewat").split()  # a real word, not "pasar"
+
+
+def test_sip_is_a_licence_only_where_the_text_says_so() -> None:
+    assert "izin praktik" in normalise("Permohonan SIP sudah sebulan")
+    assert "izin praktik" in normalise("sip bidan saya belum terbit")
+    for chat in ("sip min, makasih", "oke sip", "sip gk papa min", "sip saya tunggu kabarnya"):
+        assert "izin" not in normalise(chat), chat
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("terima ksh byk", "terima kasih banyak"),
+    ("hatur nuhun", "terima kasih"),
+    ("runtah di solokan teu acan diangkut", "sampah di selokan belum diangkut"),
+    ("pipa bocor maneh ping limo", "pipa bocor lagi lima kali"),
+])
+def test_courtesy_and_words_of_other_regions(raw: str, expected: str) -> None:
+    assert normalise(raw) == expected
+
+
 def test_tokens_stem_and_drop_stopwords_but_keep_routing_words() -> None:
     toks = tokens("Lampu lalu lintas di perempatan yang mati")
     assert "lalu" in toks and "lintas" in toks and "lampu" in toks and "mati" in toks
