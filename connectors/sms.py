@@ -318,6 +318,7 @@ async def verified_params(request: Request, fallback: TwilioSettings) -> tuple[d
 
 def twilio_router(connector: SmsConnector, path: str) -> APIRouter:
     """POST `path` (incoming messages) and `path`/status (delivery reports), Twilio-signed."""
+    from core.channel_switch import refuse_if_off
     from core.intake import accept_or_503
 
     api = APIRouter()
@@ -332,6 +333,8 @@ def twilio_router(connector: SmsConnector, path: str) -> APIRouter:
             msg = parse_twilio(params, settings.default_region)
         except (ParseError, ValueError) as exc:
             return JSONResponse({"ok": False, "error": f"malformed Twilio request: {exc}"}, status_code=400)
+        if msg is not None and (off := await refuse_if_off(request, msg.channel)) is not None:
+            return off  # SMS and WhatsApp share this path: the message's own channel decides
         keyword = opt_keyword(params) if msg is not None and msg.channel == "sms" else None
         if msg is not None and keyword is not None:
             from sqlalchemy.exc import InterfaceError, OperationalError

@@ -177,6 +177,7 @@ class TelegramConnector(Connector):
     # ------------------------------------------------------------ inbound
 
     def router(self) -> Any:
+        from core.channel_switch import refuse_if_off
         from core.intake import accept_or_503
 
         api = APIRouter()
@@ -187,6 +188,8 @@ class TelegramConnector(Connector):
             given = request.headers.get("x-telegram-bot-api-secret-token", "")
             if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
                 return JSONResponse({"ok": False, "error": "invalid secret token"}, status_code=403)
+            if (off := await refuse_if_off(request, self.name)) is not None:
+                return off  # switched off by an admin: 503, Telegram keeps the update for later
             try:
                 body = json.loads(await request.body())
                 msg = self.parse(body)

@@ -128,6 +128,17 @@ def budget_status() -> dict[str, Any] | None:
     return state
 
 
+def budget_view(settings: Any, now: float | None = None) -> dict[str, Any]:
+    """The month's reads as admins see them (JSON endpoint and the console's channels page)."""
+    budget = settings.monthly_read_budget
+    state = budget_status() or {"month": _month(now or time.time()), "used": 0, "polls": 0}
+    if state.get("month") != _month(now or time.time()):  # nothing read yet this month
+        state = {"month": _month(now or time.time()), "used": 0, "polls": 0}
+    state["budget"] = budget
+    state["remaining"] = None if not budget else max(0, budget - state.get("used", 0))
+    return state
+
+
 def mount(app: Any, cfg: Any) -> None:
     """Admins see the month's X reads at /console/admin/x-budget (JSON; registered in core.web)."""
     from fastapi import APIRouter, Depends
@@ -141,10 +152,6 @@ def mount(app: Any, cfg: Any) -> None:
 
     @router.get("/console/admin/x-budget")
     def x_budget(ctx: deps.Ctx = Depends(deps.require("admin"))) -> JSONResponse:
-        budget = cfg.channel("twitter").monthly_read_budget
-        state = budget_status() or {"month": _month(time.time()), "used": 0, "polls": 0}
-        state["budget"] = budget
-        state["remaining"] = None if not budget else max(0, budget - state.get("used", 0))
-        return JSONResponse(state)
+        return JSONResponse(budget_view(cfg.channel("twitter")))
 
     app.include_router(router)

@@ -130,6 +130,28 @@ def set_role(session: Session, user: User, role: str, opd_code: str | None, acto
     end_sessions(user.id)
 
 
+def set_notify(session: Session, user: User, channel: str, address: str, actor: str,
+               known_channels: list[str] | None = None) -> None:
+    """Where the user's @mentions are also sent (validated as config.yaml's notify targets); an empty
+    address clears it (console only)."""
+    from pydantic import ValidationError
+
+    from core.config import NotifyTarget, _phrase
+
+    target = None
+    if address.strip():
+        try:
+            target = NotifyTarget(channel=channel.strip() or "telegram", address=address.strip()).model_dump()
+        except ValidationError as exc:
+            raise AuthError("; ".join(_phrase(e, "notify") for e in exc.errors())) from None
+        if known_channels is not None and target["channel"] not in known_channels:
+            raise AuthError(f"notify.channel: unknown channel {target['channel']!r}; known: {', '.join(known_channels)}")
+    before, user.notify = user.notify, target
+    session.add(user)
+    session.add(Event(at=utcnow(), actor=actor, action="user.notify",
+                      data={"username": user.username, "before": before, "after": target}))
+
+
 # ---------------------------------------------------------------- sessions (Redis)
 
 

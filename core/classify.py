@@ -435,7 +435,7 @@ class Classifier:
         art = self.model
         prep = prepare(texts)
         if art is None:  # no model at all: the catalogue keywords decide
-            return [self._keywords_only(prep, i) for i in range(len(texts))]
+            return [self._active(self._keywords_only(prep, i)) for i in range(len(texts))]
         classes: list[str] = art["classes"]
         X = featurise(art, prep, self.catalogue)
         logits = np.asarray(X @ art["coef"].T) + art["intercept"]
@@ -445,7 +445,15 @@ class Classifier:
         version = art["version"]
         for i in range(len(texts)):
             out.append(self._decide(art, classes, X, i, logits[i], prep, threshold, version))
-        return out
+        return [self._active(d) for d in out]
+
+    def _active(self, d: Decision) -> Decision:
+        """A retired OPD (opds[].active: false) gets nothing new: what would go there goes to triage."""
+        opd = self.cfg.opd(d.opd) if d.opd else None
+        if opd is None or opd.active:
+            return d
+        return Decision(opd=None, confidence=d.confidence, triage=True, reasons=[*d.reasons, f"OPD {opd.code} nonaktif"],
+                        model_version=d.model_version)
 
     def _decide(self, art: dict[str, Any], classes: list[str], X: sp.csr_matrix, i: int, z: np.ndarray,
                 prep: Prepared, threshold: float, version: str) -> Decision:

@@ -41,6 +41,7 @@ class OPDConfig(Strict):
     categories: list[str] = []
     officers: NotifyTarget | None = None  # the OPD's complaint team (TPKPM), e.g. its Telegram group
     head: NotifyTarget | None = None  # the head of the OPD, for escalations
+    active: bool = True  # false: retired (its tickets keep it; nothing new is routed to it)
 
 
 class SLAOverride(Strict):
@@ -146,6 +147,7 @@ DEFAULT_TEMPLATES: dict[str, str] = {
     "operator_reply": "{text}",
     "question": "Pertanyaan petugas tentang laporan {ticket}: {text} (balas pesan ini untuk menjawab)",
     "sla_warning": "[Peringatan SLA] Laporan {ticket} ({opd}) mendekati batas waktu {clock}: sisa {remaining} menit. {link}",
+    "mention": "[Aduan] {author} menyebut Anda dalam catatan internal laporan {ticket} ({opd}). {link}",
     "sla_breach": "[SLA TERLAMPAUI] Laporan {ticket} ({opd}) melewati batas waktu {clock} sejak {overdue} menit lalu. "
                   "Eskalasi ke: {level}. {link}",
     # e-Musrenbang: the guided proposal conversation (core/musrenbang.py) and its decisions.
@@ -335,6 +337,22 @@ def parse_config(raw: Any) -> AppConfig:
     for path, val in _walk(resolved):
         if isinstance(val, str) and UNSET_PREFIX in val and not path.startswith("channels."):
             problems.append(f"{path}: environment variable {val.split(UNSET_PREFIX, 1)[1]} is not set")
+    problems += catalogue_problems(cfg)
+    settings: dict[str, Any] = {}
+    for name, block in resolved.get("channels", {}).items():
+        model, errs = _check_channel(name, block, raw.get("channels", {}).get(name))
+        problems.extend(errs)
+        if model is not None:
+            settings[name] = model
+    if problems:
+        raise ConfigError(problems)
+    cfg._channel_settings = settings
+    return cfg
+
+
+def catalogue_problems(cfg: AppConfig) -> list[str]:
+    """Checks across sections (OPD codes unique and known); also run on the console's changes."""
+    problems: list[str] = []
     codes = [o.code for o in cfg.opds]
     for dup in sorted({c for c in codes if codes.count(c) > 1}):
         problems.append(f"opds: code {dup} appears more than once")
@@ -346,16 +364,7 @@ def parse_config(raw: Any) -> AppConfig:
     for code in list(cfg.sla.per_opd) + list(cfg.dedup.per_opd_window_days):
         if code not in codes:
             problems.append(f"sla/dedup per_opd: unknown OPD code {code!r}")
-    settings: dict[str, Any] = {}
-    for name, block in resolved.get("channels", {}).items():
-        model, errs = _check_channel(name, block, raw.get("channels", {}).get(name))
-        problems.extend(errs)
-        if model is not None:
-            settings[name] = model
-    if problems:
-        raise ConfigError(problems)
-    cfg._channel_settings = settings
-    return cfg
+    return problems
 
 
 def _walk(node: Any, prefix: str = "") -> list[tuple[str, Any]]:

@@ -65,8 +65,35 @@ EN: dict[str, str] = {
     "Kembalikan ke config.yaml": "Back to config.yaml", "Kredensial": "Credentials",
     "URL webhook untuk penyedia": "Webhook URL for the provider", "terisi": "set", "kosong": "missing",
     "Uji koneksi": "Test connection", "Batalkan penggabungan": "Undo merge", "Kirim ulang": "Send again",
-    "Mengaktifkan kanal dan mengisi kredensial dilakukan di config.yaml dan variabel lingkungan, lalu hub dimulai ulang.":
-        "Channels are enabled and credentials set in config.yaml and environment variables, then the hub is restarted.",
+    "Menyiapkan kanal baru dan mengisi kredensial dilakukan di config.yaml dan variabel lingkungan, lalu hub dimulai ulang.":
+        "New channels are set up and credentials set in config.yaml and environment variables, then the hub is restarted.",
+    "Kanal yang dimatikan di sini menolak webhook (HTTP 503, tidak ada yang disimpan) dan berhenti membaca X/Instagram "
+    "dalam beberapa detik, tanpa memulai ulang hub; balasan yang sudah antre tetap dikirim.":
+        "A channel switched off here refuses its webhooks (HTTP 503, nothing is stored) and stops reading X/Instagram "
+        "within seconds, without restarting the hub; replies already queued still go out.",
+    "aktif": "on", "dimatikan": "switched off", "tidak diatur": "not set up", "Matikan": "Switch off",
+    "Nyalakan": "Switch on", "Kuota baca X bulan ini": "X reads this month",
+    "{remaining} dari {budget} tersisa": "{remaining} of {budget} left", "terpakai {used}": "{used} used",
+    "terpakai {used}, tanpa batas bulanan": "{used} used, no monthly budget",
+    "Dibatasi X sampai {when}": "Rate-limited by X until {when}",
+    "Katalog OPD": "OPD catalogue", "Kode": "Code", "Nama": "Name", "Kata kunci": "Keywords",
+    "Laporan (terbuka)": "Tickets (open)", "nonaktif": "retired", "Pulihkan": "Restore", "Tambah OPD": "Add OPD",
+    "Ubah nama/kata kunci": "Edit name/keywords", "dipisah koma": "comma-separated",
+    "Huruf besar, angka dan _, diawali huruf (2–32 karakter).":
+        "Capital letters, digits and _, starting with a letter (2–32 characters).",
+    "OPD tidak pernah dihapus: laporannya tetap menunjuk ke sana. OPD yang dinonaktifkan tidak menerima laporan baru "
+    "(klasifikasi mengirimnya ke triase) dan tidak muncul di menu pengalihan; bisa dipulihkan kapan saja. "
+    "Nama dan kata kunci diubah di Pengaturan.":
+        "An OPD is never deleted: its tickets keep pointing at it. A retired OPD receives no new tickets (the "
+        "classifier sends them to triage) and is not offered for re-routing; it can be restored at any time. "
+        "Names and keywords are edited under Settings.",
+    "Disebut dalam catatan": "Mentioned in notes", "Tandai semua sudah dibaca": "Mark all as read", "Oleh": "By",
+    "belum dibaca": "unread", "dibaca": "read", "Belum ada yang menyebut Anda.": "Nobody has mentioned you yet.",
+    "{count} belum dibaca": "{count} unread", "tidak diberi tahu": "not notified",
+    "Tidak diberi tahu (tidak berhak melihat laporan ini): {names}":
+        "Not notified (not allowed to see this ticket): {names}",
+    "Kanal notifikasi": "Notification channel", "Simpan notifikasi": "Save notification",
+    "Alamat notifikasi (kosong: hanya di konsol)": "Notification address (empty: console only)",
     "config.yaml dibaca saat mulai; nilai yang diubah di sini disimpan di basis data dan mengalahkan file.":
         "config.yaml is read at start-up; values changed here are stored in the database and win over the file.", "Sebut rekan dengan @nama": "Mention colleagues with @name",
 }

@@ -19,7 +19,7 @@ from core.replies import PENDING_KEY, render
 
 
 def notify_staff(session: Session, cfg: AppConfig, ticket: Ticket, target: NotifyTarget | None, template: str,
-                 key: str, action: str, values: dict[str, Any]) -> int | None:
+                 key: str, action: str, values: dict[str, Any], actor: str = "sla") -> int | None:
     """Create the notification once; returns its message id, or None if it already existed."""
     channel = target.channel if target else "internal"
     contact = get_or_create_contact(session, channel, target.address, "Petugas") if target else None
@@ -28,7 +28,7 @@ def notify_staff(session: Session, cfg: AppConfig, ticket: Ticket, target: Notif
                   contact_id=contact.id if contact else None, text=text, template=template,
                   delivery_state="pending" if target else "suppressed",
                   error=None if target else "no notification target configured (config: opds[].officers/head, sla.supervisor)",
-                  created_at=utcnow(), received_at=utcnow(), state="processed", author="sla")
+                  created_at=utcnow(), received_at=utcnow(), state="processed", author=actor)
     try:
         with session.begin_nested():
             session.add(out)
@@ -36,6 +36,6 @@ def notify_staff(session: Session, cfg: AppConfig, ticket: Ticket, target: Notif
         return None
     if target:
         session.info.setdefault(PENDING_KEY, []).append(out.id)
-    session.add(Event(at=utcnow(), actor="sla", action=action, ticket_id=ticket.id, message_id=out.id,
+    session.add(Event(at=utcnow(), actor=actor, action=action, ticket_id=ticket.id, message_id=out.id,
                       data={"key": key, "target": target.model_dump() if target else None}))
     return out.id if target else None

@@ -126,12 +126,21 @@ def services(cfg: AppConfig) -> list[dict[str, Any]]:
     return [{"service_code": o.code, "service_name": o.name,
              "description": f"Laporan untuk {o.name}: " + ", ".join(o.keywords[:12]),
              "metadata": True, "type": "realtime", "keywords": ",".join(o.keywords),
-             "group": o.categories[0] if o.categories else f"Pemerintah Kota {cfg.hub.city}"} for o in cfg.opds]
+             "group": o.categories[0] if o.categories else f"Pemerintah Kota {cfg.hub.city}"}
+            for o in cfg.opds if o.active]
+
+
+def _live(cfg: AppConfig) -> AppConfig:
+    """The catalogue as admins left it in the console (added OPDs, retired ones)."""
+    from core.console.overrides import effective_config
+
+    with session_scope() as s:
+        return effective_config(s, cfg)
 
 
 def definition(cfg: AppConfig, code: str) -> dict[str, Any]:
     opd = cfg.opd(code)
-    if opd is None:
+    if opd is None or not opd.active:
         raise Open311Error(404, f"service_code {code!r} not found")
     attrs = [{"variable": True, "code": "kelurahan", "datatype": "singlevaluelist", "required": False,
               "datatype_description": "Kelurahan lokasi masalah", "order": 1,
@@ -230,11 +239,12 @@ def submit(cfg: AppConfig, form: dict[str, str]) -> dict[str, Any]:
 
     with session_scope() as s:
         client = check_key(s, form.get("api_key")).name
+    cfg = _live(cfg)
     code = (form.get("service_code") or "").strip()
     if not code:
         raise Open311Error(400, "service_code is required")
     opd = cfg.opd(code)
-    if opd is None:
+    if opd is None or not opd.active:
         raise Open311Error(404, f"service_code {code!r} not found")
     has_point = form.get("lat") not in (None, "") and form.get("long") not in (None, "")
     if not has_point and not form.get("address_string") and not form.get("address_id"):
@@ -296,11 +306,11 @@ def router(cfg: AppConfig) -> APIRouter:
 
     @r.get("/services.{fmt}")
     def list_services(fmt: str) -> Response:
-        return render(_fmt(fmt), "services", "service", services(cfg))
+        return render(_fmt(fmt), "services", "service", services(_live(cfg)))
 
     @r.get("/services/{code}.{fmt}")
     def service_definition(code: str, fmt: str) -> Response:
-        d = definition(cfg, code)
+        d = definition(_live(cfg), code)
         if _fmt(fmt) == "json":
             return render("json", "", "", d)  # type: ignore[arg-type]
         return Response('<?xml version="1.0" encoding="utf-8"?>\n' +
@@ -329,6 +339,10 @@ def router(cfg: AppConfig) -> APIRouter:
         import asyncio
 
         _fmt(fmt)
+        from core.channel_switch import is_on_async
+
+        if not await is_on_async(cfg, "open311"):  # switched off by an admin: reading stays open
+            raise Open311Error(503, "the open311 channel is disabled by an administrator; nothing was stored")
         ctype = request.headers.get("content-type", "")
         if not ctype.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
             raise Open311Error(400, "send the request as application/x-www-form-urlencoded form fields")

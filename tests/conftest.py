@@ -150,9 +150,10 @@ class Hub:
 
 
 def reset_caches() -> None:
-    from core import channels, classify, config, db, redisconn
+    from core import channel_switch, channels, classify, config, db, redisconn
 
     config.get_config.cache_clear()
+    channel_switch.forget()
     channels._INSTANCES.clear()
     if hasattr(classify, "_CACHE"):
         classify._CACHE.clear()

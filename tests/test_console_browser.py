@@ -14,7 +14,7 @@ from sqlmodel import select
 
 from core.console.models import Label
 from core.models import Ticket
-from tests.console_support import cheap_argon2, PASSWORD, add_ticket, drain, start_console
+from tests.console_support import SECRET, PASSWORD, add_ticket, cheap_argon2, drain, start_console
 
 SHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -141,3 +141,68 @@ def test_citizen_script_and_html_are_shown_as_text(browser, console):  # type: i
     expect(page.locator("a.skip")).to_be_focused()
     expect(page.get_by_label("Balasan", exact=True)).to_be_editable()
     page.context.close()
+
+
+def test_admin_switches_a_channel_off_and_on_again(browser, console):  # type: ignore[no-untyped-def]
+    console.fake.webhook = {"url": f"{console.url}/webhooks/telegram", "secret_token": SECRET}
+    page = _page(browser, console, "admin")
+    page.get_by_role("link", name="Kanal").click()
+    row = page.locator('tr[data-channel="telegram"]')
+    expect(row.get_by_test_id("state")).to_contain_text("aktif")
+    row.get_by_role("button", name="Matikan telegram").click()
+    expect(row.get_by_test_id("state")).to_contain_text("dimatikan")
+    expect(row.locator("td.source")).to_contain_text("basis data")
+    update = console.fake.citizen_update(5556001, "Banjir setinggi lutut di Jl. Kupang Jaya")
+    assert console.fake.deliver(update).status_code == 503  # the provider is told to come back later
+    row.get_by_role("button", name="Nyalakan telegram").click()
+    expect(row.get_by_test_id("state")).to_contain_text("aktif")
+    expect(row.locator("td.source")).to_contain_text("config.yaml")
+    assert console.fake.deliver(update).status_code == 200
+    assert page.js_errors == []  # type: ignore[attr-defined]
+    page.context.close()
+
+
+def test_admin_adds_an_opd_that_operators_can_route_to_until_it_is_retired(browser, console):  # type: ignore[no-untyped-def]
+    admin = _page(browser, console, "admin")
+    admin.get_by_role("link", name="Katalog OPD").click()
+    admin.get_by_label("Kode").fill("DISBUDPAR")
+    admin.get_by_label("Nama", exact=True).fill("Dinas Kebudayaan dan Pariwisata")
+    admin.get_by_label("Kata kunci").fill("kebun binatang, museum")
+    admin.get_by_role("button", name="Tambah OPD").click()
+    row = admin.locator('tr[data-opd="DISBUDPAR"]')
+    expect(row).to_contain_text("Dinas Kebudayaan dan Pariwisata")
+    expect(row.locator("td.source")).to_contain_text("basis data")
+    opr = _page(browser, console, "opr")
+    opr.goto(f"/console/tickets/{console.tickets['sampah']}")
+    opr.get_by_label("OPD", exact=True).select_option("DISBUDPAR")
+    opr.locator("#reroute-reason").fill("TPS di area wisata")
+    opr.get_by_role("button", name="Alihkan", exact=True).click()
+    expect(opr.locator("h1 .badge").first).to_have_text("DISBUDPAR")
+    row.get_by_role("button", name="Nonaktifkan DISBUDPAR").click()
+    expect(admin.locator('tr[data-opd="DISBUDPAR"]').get_by_test_id("opd-state")).to_contain_text("nonaktif")
+    opr.goto(f"/console/tickets/{console.tickets['pju']}")
+    expect(opr.locator('#reroute-opd option[value="DISBUDPAR"]')).to_have_count(0)
+    expect(opr.locator('#reroute-opd option[value="DLH"]')).to_have_count(1)
+    for p in (admin, opr):
+        p.context.close()
+
+
+def test_a_mentioned_officer_sees_the_badge_and_reads_the_note(browser, console):  # type: ignore[no-untyped-def]
+    opr = _page(browser, console, "opr")
+    opr.goto(f"/console/tickets/{console.tickets['darmo']}")
+    opr.get_by_label("Tambah catatan").fill("@dsd @dlh lubangnya makin besar, mohon dicek hari ini")
+    opr.get_by_role("button", name="Tambah catatan", exact=True).click()
+    expect(opr.get_by_role("status")).to_contain_text("Tidak diberi tahu (tidak berhak melihat laporan ini): @dlh")
+    expect(opr.get_by_test_id("not-delivered")).to_contain_text("@dlh")
+    dlh = _page(browser, console, "dlh")
+    expect(dlh.get_by_test_id("mentions-badge")).to_have_count(0)
+    dsd = _page(browser, console, "dsd")
+    expect(dsd.get_by_test_id("mentions-badge")).to_have_text("1")
+    dsd.get_by_test_id("mentions-link").click()
+    expect(dsd.locator("table.mentions")).to_contain_text("lubangnya makin besar")
+    dsd.get_by_role("link", name=console.numbers["darmo"]).click()
+    expect(dsd).to_have_url(f"{console.url}/console/tickets/{console.tickets['darmo']}#notes")
+    expect(dsd.get_by_test_id("mentions-badge")).to_have_count(0)
+    for p in (opr, dlh, dsd):
+        assert p.js_errors == []  # type: ignore[attr-defined]
+        p.context.close()

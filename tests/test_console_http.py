@@ -35,10 +35,10 @@ def console_any_db(hub):  # type: ignore[no-untyped-def]
 
 def _routes() -> list[tuple[str, str]]:
     """Every console route, read from the console's routers (new routes are covered automatically)."""
-    from core.console import admin, channels_admin, inbox, login as login_routes, ticket
+    from core.console import admin, channels_admin, inbox, login as login_routes, mentions, opds_admin, ticket
 
     out = []
-    for module in (login_routes, inbox, ticket, admin, channels_admin):
+    for module in (login_routes, inbox, ticket, admin, channels_admin, opds_admin, mentions):
         for r in module.router.routes:
             for m in sorted(set(r.methods) - {"HEAD"}):  # type: ignore[attr-defined]
                 out.append((m, r.path))  # type: ignore[attr-defined]
@@ -47,7 +47,7 @@ def _routes() -> list[tuple[str, str]]:
 
 def _fill(path: str, ticket_id: int, user_id: int) -> str:
     return path.replace("{ticket_id}", str(ticket_id)).replace("{user_id}", str(user_id)).replace("{name}", "telegram") \
-        .replace("{message_id}", "1").replace("{index}", "0")
+        .replace("{message_id}", "1").replace("{index}", "0").replace("{code}", "DLH").replace("{mention_id}", "1")
 
 
 def test_every_console_route_enforces_roles_on_the_server(console, sqlite_hub):  # type: ignore[no-untyped-def]
@@ -71,7 +71,11 @@ def test_every_console_route_enforces_roles_on_the_server(console, sqlite_hub): 
         for who in ("viewer", "dsd"):
             if who == "viewer" and path == "/console/overview":
                 continue
-            if who == "dsd" and path in ("/console", "/console/inbox/rows", "/console/overview", "/console/bulk"):
+            if who == "dsd" and path in ("/console", "/console/inbox/rows", "/console/overview", "/console/bulk",
+                                         "/console/mentions", "/console/mentions/read"):
+                continue
+            if who == "dsd" and path == "/console/mentions/{mention_id}":  # only one's own mentions
+                assert clients[who].get(url).status_code == 404
                 continue
             c = clients[who]
             r = c.get(url) if method == "GET" else c.post_form(url, {"text": "x", "opd": "DSDABM", "reason": "x"})

@@ -71,7 +71,7 @@ def _error_handlers(app: FastAPI) -> None:
 
 def mount(app: FastAPI, cfg: AppConfig) -> None:
     """Register the console on the hub's web app (called from core.web._EXTENSIONS)."""
-    from core.console import admin, channels_admin, inbox, login, ticket
+    from core.console import admin, channels_admin, inbox, login, mentions, opds_admin, ticket
 
     app.state.cfg = cfg
     # Other features add their console pages to the menu: app.state.console_nav.append((path, label, roles)).
@@ -79,7 +79,7 @@ def mount(app: FastAPI, cfg: AppConfig) -> None:
         app.state.console_nav = []
     app.state.https = cfg.hub.public_url.startswith("https://")
     app.mount("/console/static", StaticFiles(directory=str(STATIC)), name="console-static")
-    for module in (login, inbox, ticket, admin, channels_admin):
+    for module in (login, inbox, ticket, admin, channels_admin, opds_admin, mentions):
         app.include_router(module.router)
     _error_handlers(app)
     _security_headers(app, app.state.https)

@@ -28,7 +28,8 @@ TRANSITIONS = {
     "rejected": ("routed",),
     "closed": (),
 }
-_MENTION = re.compile(r"@([a-z0-9][a-z0-9._-]{2,31})")
+MENTION_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{2,31}")  # a username (core.auth.USERNAME)
+_MENTION = re.compile(r"@(" + MENTION_NAME.pattern + ")")
 _TRACKED = ("status", "opd_code", "triage", "routed_at", "responded_at", "resolved_at", "closed_at",
             "rejected_at", "reject_reason", "feedback_at")
 
@@ -146,8 +147,11 @@ def change_status(session: Session, cfg: AppConfig, ticket: Ticket, user: User, 
 
 def reroute(session: Session, cfg: AppConfig, ticket: Ticket, user: User, opd: str, reason: str) -> list[Message]:
     """Send the ticket to another OPD; the correction becomes a training label for the classifier."""
-    if cfg.opd(opd) is None:
+    target = cfg.opd(opd)
+    if target is None:
         raise ActionError(f"OPD {opd!r} tidak dikenal.")
+    if not target.active:
+        raise ActionError(f"OPD {opd} sudah dinonaktifkan; pilih OPD lain.")
     if not reason.strip():
         raise ActionError("Alasan pengalihan wajib diisi.")
     if opd == ticket.opd_code and not ticket.triage:
@@ -211,15 +215,23 @@ def block_sender(session: Session, ticket: Ticket, user: User, reason: str) -> N
                                                                      "reason": reason.strip()})
 
 
-def note(session: Session, ticket: Ticket, user: User, text: str) -> list[str]:
-    """An internal note (never sent to the citizen); @username mentions of real users are recorded."""
+def note(session: Session, cfg: AppConfig, ticket: Ticket, user: User, text: str) -> list[str]:
+    """An internal note (never sent to the citizen). @username mentions of people who may see the ticket
+    notify them (core.console.mentions); the others are recorded as not delivered. Returns those names."""
+    from core.console import mentions
+
     text = text.strip()
     if not text:
         raise ActionError("Catatan kosong.")
     names = sorted(set(_MENTION.findall(text.lower())))
-    known = list(session.exec(select(User.username).where(col(User.username).in_(names)))) if names else []
-    audit(session, user.username, "note", ticket, text=text[:4000], mentions=known)
-    return known
+    told, refused = mentions.split_by_access(session, ticket, names, user.username)
+    ev = Event(at=utcnow(), actor=user.username, action="note", ticket_id=ticket.id,
+               # "mentions" last: the inbox's "mentioned me" filter matches from that key on (core.console.inbox)
+               data={"text": text[:4000], "not_delivered": refused, "mentions": [u.username for u in told]})
+    session.add(ev)
+    session.flush()
+    mentions.notify(session, cfg, ticket, ev, told, user.username)
+    return refused
 
 
 # ---------------------------------------------------------------- merge and split
@@ -326,7 +338,7 @@ def _split(session: Session, cfg: AppConfig, message: Message, old: Ticket) -> T
                  routed_at=now if old.opd_code else None, updated_at=now)
     session.add(new)
     session.flush()
-    new.number = ticket_number(cfg, new)
+    new.number = ticket_number(cfg, new.id, new.created_at)
     message.ticket_id = new.id
     message.dedup = {**(message.dedup or {}), "split_from": old.number}
     session.flush()

@@ -25,7 +25,7 @@ def _users_page(ctx: deps.Ctx, error: str = "", status: int = 200, notice: str =
     with session_scope() as s:
         users = list(s.exec(select(User).order_by(col(User.username))).all())
     return deps.render(ctx, "admin_users.html", status_code=status, users=users, roles=ROLES, opds=ctx.cfg.opds,
-                       error=error, notice=notice)
+                       error=error, notice=notice, channels=ctx.cfg.enabled_channels())
 
 
 @router.get("/users")
@@ -48,7 +48,7 @@ async def create_user(request: Request, ctx: deps.Ctx = Depends(ADMIN)) -> Respo
 
 @router.post("/users/{user_id}")
 async def update_user(request: Request, user_id: int, ctx: deps.Ctx = Depends(ADMIN)) -> Response:
-    """One form per user row: 'active', 'password' or 'role', chosen by the button pressed."""
+    """One form per user row: 'active', 'password', 'role' or 'notify', chosen by the button pressed."""
     f = await request.form()
     op = str(f.get("op") or "")
     try:
@@ -64,6 +64,9 @@ async def update_user(request: Request, user_id: int, ctx: deps.Ctx = Depends(AD
                 auth.set_active(s, user, True, ctx.username)
             elif op == "password":
                 auth.set_password(s, user, str(f.get("password") or ""), ctx.username)
+            elif op == "notify":
+                auth.set_notify(s, user, str(f.get("channel") or ""), str(f.get("address") or ""), ctx.username,
+                                known_channels=ctx.cfg.enabled_channels())
             elif op == "role":
                 auth.set_role(s, user, str(f.get("role") or ""), str(f.get("opd_code") or "") or None, ctx.username,
                               known_opds=[o.code for o in ctx.cfg.opds])

@@ -143,10 +143,17 @@ async def csrf_protect(request: Request) -> None:
         raise CsrfFailed()
 
 
-def may_see(ctx: Ctx, ticket: Ticket) -> bool:
-    if ctx.role in ("admin", "operator"):
+def user_may_see(user: User | None, ticket: Ticket) -> bool:
+    """Admins and operators see every ticket, an OPD officer their OPD's, a viewer none."""
+    if user is None or not user.active:
+        return False
+    if user.role in ("admin", "operator"):
         return True
-    return ctx.role == "opd" and ctx.user is not None and ticket.opd_code == ctx.user.opd_code
+    return user.role == "opd" and ticket.opd_code == user.opd_code
+
+
+def may_see(ctx: Ctx, ticket: Ticket) -> bool:
+    return user_may_see(ctx.user, ticket)
 
 
 def ticket_for(ctx: Ctx, session: Any, ticket_id: int) -> Ticket:
@@ -192,5 +199,13 @@ def render(ctx: Ctx, name: str, status_code: int = 200, **values: Any) -> Respon
     base = {"ctx": ctx, "t": ctx.t, "user": ctx.user, "csrf": ctx.csrf, "lang": ctx.lang,
             "languages": i18n.LANGUAGES, "wib": lambda d: wib(ctx.cfg, d), "mask": lambda a: mask(a, ctx),
             "status_label": lambda v: ctx.t(i18n.STATUS.get(v, v)), "dur": lambda m: duration(ctx, m),
-            "delivery_label": lambda v: ctx.t(i18n.DELIVERY.get(v or "", v or "-"))}
+            "delivery_label": lambda v: ctx.t(i18n.DELIVERY.get(v or "", v or "-")),
+            "unread_mentions": lambda: _unread_mentions(ctx)}
     return TEMPLATES.TemplateResponse(ctx.request, name, {**base, **values}, status_code=status_code)
+
+
+def _unread_mentions(ctx: Ctx) -> int:
+    """For the header badge (called by base.html only, so HTMX fragments cost nothing)."""
+    from core.console.mentions import unread_count
+
+    return unread_count(ctx.user) if ctx.role in STAFF else 0

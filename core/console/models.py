@@ -1,4 +1,5 @@
-"""Tables the console adds: console users, operators' routing labels and canned responses.
+"""Tables the console adds: console users, operators' routing labels, canned responses, settings
+and @mention notifications.
 
 The audit log is the shared append-only `core.models.Event` table (actor = username,
 data = {"before": ..., "after": ..., "reason": ...}), so one timeline shows what the
@@ -34,6 +35,8 @@ class User(SQLModel, table=True):
     created_at: Optional[datetime] = ts()
     password_changed_at: Optional[datetime] = ts()
     last_login_at: Optional[datetime] = ts()
+    # Where @mentions are also sent, as config.yaml's notify targets: {"channel": "telegram", "address": "..."}
+    notify: Optional[dict] = Field(default=None, sa_column=sa.Column(sa.JSON(), nullable=True))
 
 
 class Label(SQLModel, table=True):
@@ -70,3 +73,17 @@ class Setting(SQLModel, table=True):
     value: Optional[Any] = Field(default=None, sa_column=sa.Column(sa.JSON(), nullable=True))
     updated_by: Optional[str] = Field(default=None, max_length=64)
     updated_at: Optional[datetime] = ts()
+
+
+class Mention(SQLModel, table=True):
+    """An @mention of a console user in an internal note: their notification in the console header
+    and under "Disebut", read once they open it. Only written for users who may see the ticket."""
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    username: str = Field(max_length=32, index=True)
+    ticket_id: int = Field(foreign_key="ticket.id", index=True)
+    event_id: Optional[int] = Field(default=None, foreign_key="event.id")  # the note
+    author: str = Field(max_length=64)
+    created_at: Optional[datetime] = ts()
+    read_at: Optional[datetime] = ts()
+    message_id: Optional[int] = Field(default=None, foreign_key="message.id")  # copy sent to the user's notify target

@@ -60,7 +60,16 @@ def _view(ctx: deps.Ctx, ticket_id: int, error: str = "", status: int = 200, not
 
 @router.get("/tickets/{ticket_id}")
 def ticket_view(request: Request, ticket_id: int, ctx: deps.Ctx = Depends(STAFF)) -> Response:
-    return _view(ctx, ticket_id, notice=ctx.t("Tersimpan.") if request.query_params.get("ok") else "")
+    from core.console.mentions import mark_read
+
+    with session_scope() as s:  # opening the ticket reads the user's mentions on it
+        mark_read(s, ctx.username, ticket_id)
+    notice = ctx.t("Tersimpan.") if request.query_params.get("ok") else ""
+    not_told = [n for n in request.query_params.get("not_told", "").split(",") if actions.MENTION_NAME.fullmatch(n)]
+    if not_told:
+        notice += " " + ctx.t("Tidak diberi tahu (tidak berhak melihat laporan ini): {names}",
+                              names=", ".join("@" + n for n in not_told))
+    return _view(ctx, ticket_id, notice=notice.strip())
 
 
 @router.get("/tickets/{ticket_id}/conversation")
@@ -171,7 +180,12 @@ def post_confirm(request: Request, ticket_id: int, ctx: deps.Ctx = Depends(STAFF
 @router.post("/tickets/{ticket_id}/note")
 async def post_note(request: Request, ticket_id: int, ctx: deps.Ctx = Depends(STAFF)) -> Response:
     f = await _form(request)
-    return _act(request, ctx, ticket_id, lambda s, t, u: actions.note(s, t, u, f.get("text", "")))
+
+    def run(s: Session, t: Ticket, u: User) -> str:
+        refused = actions.note(s, ctx.cfg, t, u, f.get("text", ""))
+        return f"/console/tickets/{t.id}?ok=1" + (f"&not_told={','.join(refused)}" if refused else "") + "#notes"
+
+    return _act(request, ctx, ticket_id, run)
 
 
 @router.post("/tickets/{ticket_id}/spam")

@@ -61,6 +61,7 @@ def upgrade() -> None:
     sa.Column('created_at', core.models.UTCDateTime(), nullable=True),
     sa.Column('password_changed_at', core.models.UTCDateTime(), nullable=True),
     sa.Column('last_login_at', core.models.UTCDateTime(), nullable=True),
+    sa.Column('notify', sa.JSON(), nullable=True),
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('console_user', schema=None) as batch_op:
@@ -273,6 +274,24 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_proposal_status'), ['status'], unique=False)
         batch_op.create_index(batch_op.f('ix_proposal_year'), ['year'], unique=False)
 
+    op.create_table('mention',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('username', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
+    sa.Column('ticket_id', sa.Integer(), nullable=False),
+    sa.Column('event_id', sa.Integer(), nullable=True),
+    sa.Column('author', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('created_at', core.models.UTCDateTime(), nullable=True),
+    sa.Column('read_at', core.models.UTCDateTime(), nullable=True),
+    sa.Column('message_id', sa.Integer(), nullable=True),
+    sa.ForeignKeyConstraint(['event_id'], ['event.id'], ),
+    sa.ForeignKeyConstraint(['message_id'], ['message.id'], ),
+    sa.ForeignKeyConstraint(['ticket_id'], ['ticket.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('mention', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_mention_ticket_id'), ['ticket_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_mention_username'), ['username'], unique=False)
+
     op.create_table('proposalevent',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('proposal_id', sa.Integer(), nullable=False),
@@ -297,6 +316,11 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_proposalevent_proposal_id'))
 
     op.drop_table('proposalevent')
+    with op.batch_alter_table('mention', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_mention_username'))
+        batch_op.drop_index(batch_op.f('ix_mention_ticket_id'))
+
+    op.drop_table('mention')
     with op.batch_alter_table('proposal', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_proposal_year'))
         batch_op.drop_index(batch_op.f('ix_proposal_status'))
