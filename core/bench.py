@@ -88,9 +88,14 @@ def _env(base: Path) -> dict[str, str]:
 
 
 def _start_workers(n: int, env: dict[str, str], queues: str = "inbound") -> list[subprocess.Popen]:
-    return [subprocess.Popen([sys.executable, "-m", "core.cli", "worker", "--queues", queues, "--name",
-                              f"bench-{os.getpid()}-{i}-{time.time_ns()}"], env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for i in range(n)]
+    """Worker processes whose logs go to worker-N.log in the benchmark's data dir."""
+    procs = []
+    for i in range(n):
+        with open(Path(env["ADUAN_DATA_DIR"]) / f"worker-{i}.log", "ab") as log:
+            procs.append(subprocess.Popen([sys.executable, "-m", "core.cli", "worker", "--queues", queues, "--name",
+                                           f"bench-{os.getpid()}-{i}-{time.time_ns()}"], env=env,
+                                          stdout=subprocess.DEVNULL, stderr=log))
+    return procs
 
 
 def _peak_rss_mb(pid: int) -> float:
@@ -147,7 +152,7 @@ def pipeline_run(workers: int, msgs: list[dict], env: dict[str, str], progress=N
         elif time.monotonic() - last_change > 60:
             _stop(procs)
             raise RuntimeError(f"{unique - done} message(s) not processed after 60 s without progress; "
-                               "see `aduan jobs failed` and the worker logs")
+                               f"see `aduan jobs failed` and the worker logs in {env['ADUAN_DATA_DIR']}")
         if progress:
             progress(len(parsed) + done * len(parsed) // unique, len(parsed) * 2)
         time.sleep(0.05)

@@ -67,6 +67,16 @@ def session_scope(engine: sa.Engine | None = None) -> Iterator[Session]:
             raise
 
 
+def insert_ignore(session: Session, table: sa.Table, unique: list[str]):  # type: ignore[no-untyped-def]
+    """INSERT ... ON CONFLICT (unique) DO NOTHING, on SQLite and PostgreSQL alike: the idempotent
+    insert that bulk paths use instead of catching IntegrityError row by row."""
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(table).on_conflict_do_nothing(index_elements=unique)
+
+
 def alembic_config(url: str):  # type: ignore[no-untyped-def]
     from alembic.config import Config
 

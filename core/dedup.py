@@ -30,8 +30,8 @@ from sqlmodel import Session, select
 
 from core.classify import Decision
 from core.config import AppConfig
-from core.dedup_index import (HEADS, STATES, Features, bucket_names, distance_m,
-                              features, lsh_params, same_place, signature)
+from core.dedup_index import (word_bands, HEADS, STATES, Features, bucket_names, distance_m,
+                              features, lsh_params, same_place)
 from core.dedup_store import MemoryBackend, RedisBackend
 from core.location import Place
 from core.models import Message, Ticket
@@ -215,11 +215,9 @@ def features_of(msg: Message, place: Place | None) -> Features:
 
 
 def _doc(cfg: AppConfig, msg: Message, f: Features, opd: str) -> tuple[dict[str, Any], list[str]]:
-    bands, rows = lsh_params(cfg.dedup.lsh_threshold, cfg.dedup.num_perm)
-    sig = signature(f.words, cfg.dedup.num_perm) if len(f.words) >= 2 else None
     assert msg.received_at is not None
     doc = {"m": msg.id, "o": opd, "at": msg.received_at.timestamp(), "f": f.to_json()}
-    return doc, bucket_names(f, opd, sig, bands, rows, neighbours=False)
+    return doc, index_buckets(cfg, f, opd)
 
 
 def _opd_key(decision: Decision) -> str:
@@ -227,14 +225,23 @@ def _opd_key(decision: Decision) -> str:
 
 
 def _after_commit(session: Session) -> None:
+    if session.in_nested_transaction():  # a savepoint released: the outer transaction may still roll back
+        return
     pending = session.info.pop(_STASH, None)
     if not pending:
         return
+    by_backend: dict[int, tuple[Any, list]] = {}
     for be, doc_id, doc, buckets in pending.get("add", []):
+        by_backend.setdefault(id(be), (be, []))[1].append((doc_id, doc, buckets))
+    for be, docs in by_backend.values():
         try:
-            be.add(doc_id, doc, buckets)
-        except Exception:  # noqa: BLE001 - the case exists; only later lookups lose it
-            log.exception("dedup: could not index message %s", doc_id)
+            if hasattr(be, "add_many"):
+                be.add_many(docs)
+            else:
+                for doc_id, doc, buckets in docs:
+                    be.add(doc_id, doc, buckets)
+        except Exception:  # noqa: BLE001 - the cases exist; only later lookups lose them
+            log.exception("dedup: could not index %d message(s)", len(docs))
     _release(pending)
 
 
@@ -246,8 +253,9 @@ def _after_transaction_end(session: Session, tx: Any) -> None:
 
 
 def _release(pending: dict[str, Any]) -> None:
-    lock = pending.get("lock")
-    if lock is not None:
+    for lock in [pending.get("lock"), *pending.get("locks", ())]:
+        if lock is None:
+            continue
         try:
             lock.release()
         except Exception:  # noqa: BLE001 - expired: another worker may already hold it
@@ -267,11 +275,91 @@ def _lock(session: Session, be: Any, opd: str) -> None:
     if not isinstance(be, RedisBackend):
         return
     st = _stash(session)
-    if st.get("lock") is not None:
+    if st.get("lock") is not None or "locks" in st:  # one lock (or a batch's attempt at its set) per transaction
         return
-    lock = be.r.lock(f"{RedisBackend.PREFIX}lock:{opd}", timeout=30, blocking_timeout=30)
+    # Called after the claim, i.e. holding the database's write lock on SQLite: wait only briefly, a
+    # worker holding this lock may be waiting for the database (core.batch takes its locks first).
+    lock = be.r.lock(f"{RedisBackend.PREFIX}lock:{opd}", timeout=30, blocking_timeout=2)
     if lock.acquire():
         st["lock"] = lock
+
+
+def lock_opds(session: Session, be: Any, opds: list[str]) -> None:
+    """A batch's version of `_lock`: every OPD it looks up, all or none in one script call (no
+    deadlock between workers, no round trip per OPD), held until the batch commits."""
+    if not isinstance(be, RedisBackend) or not opds:
+        return
+    st = _stash(session)
+    st.setdefault("locks", [])  # tried: `_lock` will not wait again inside this transaction
+    held = {k for lock in st["locks"] for k in lock.keys}
+    if st.get("lock") is not None:
+        held.add(st["lock"].name)
+    keys = [k for k in (f"{RedisBackend.PREFIX}lock:{o}" for o in sorted(set(opds))) if k not in held]
+    lock = _OpdLocks(be.r, keys)
+    if keys and lock.acquire():
+        st.setdefault("locks", []).append(lock)
+
+
+class _OpdLocks:
+    """Several of `_lock`'s keys taken together (same keys, so both exclude each other)."""
+
+    ACQUIRE = """
+for i, k in ipairs(KEYS) do if redis.call('EXISTS', k) == 1 then return 0 end end
+for i, k in ipairs(KEYS) do redis.call('SET', k, ARGV[1], 'PX', ARGV[2]) end
+return 1
+"""
+    RELEASE = """
+for i, k in ipairs(KEYS) do if redis.call('GET', k) == ARGV[1] then redis.call('DEL', k) end end
+return 1
+"""
+
+    def __init__(self, client: Any, keys: list[str], timeout_s: float = 30) -> None:
+        import uuid
+
+        self.r, self.keys, self.timeout, self.token = client, keys, timeout_s, uuid.uuid4().hex
+
+    def acquire(self) -> bool:
+        import time
+
+        deadline, pause = time.monotonic() + self.timeout, 0.0005
+        while not self.r.eval(self.ACQUIRE, len(self.keys), *self.keys, self.token, int(self.timeout * 1000)):
+            if time.monotonic() > deadline:
+                log.warning("dedup: OPD locks still busy after %.0f s; going on without them", self.timeout)
+                return False
+            time.sleep(pause)
+            pause = min(0.005, pause * 2)
+        return True
+
+    def release(self) -> None:
+        self.r.eval(self.RELEASE, len(self.keys), *self.keys, self.token)
+
+
+def candidates_many(be: MemoryBackend | RedisBackend, queries: list[list[str]]) -> list[dict[int, dict]]:
+    """Candidates for many reports at once (one Redis round trip for the buckets, one for the documents)."""
+    return be.candidates_many(queries)
+
+
+def index_buckets(cfg: AppConfig, f: Features, opd: str) -> list[str]:
+    """The buckets a report is stored in (what a later lookup must share with it)."""
+    return lookup_buckets(cfg, f, opd, neighbours=False)
+
+
+def lookup_buckets(cfg: AppConfig, f: Features, opd: str, neighbours: bool = True) -> list[str]:
+    """The buckets a lookup for a report reads (neighbours: the geo cells around it too)."""
+    bands, rows = lsh_params(cfg.dedup.lsh_threshold, cfg.dedup.num_perm)
+    ids = word_bands(f.words, cfg.dedup.num_perm, bands, rows)
+    return bucket_names(f, opd, None, bands, rows, neighbours=neighbours, band_ids=list(ids) if ids else None)
+
+
+def remember_many(session: Session, cfg: AppConfig, reports: list[tuple[Any, Features, str]]) -> None:
+    """Queue (message row, features, OPD) reports for the index; written once the transaction commits."""
+    if not reports:
+        return
+    be = backend(session, cfg)
+    st = _stash(session)
+    for row, f, opd in reports:
+        doc, buckets = _doc(cfg, row, f, opd)
+        st["add"].append((be, row.id, doc, buckets))
 
 
 # ---------------------------------------------------------------- pipeline interface
@@ -289,10 +377,8 @@ def find_match(session: Session, cfg: AppConfig, msg: Message, decision: Decisio
     _lock(session, be, opd)
     assert msg.received_at is not None
     now, window = msg.received_at.timestamp(), window_days(cfg, decision.opd) * 86400
-    bands, rows = lsh_params(cfg.dedup.lsh_threshold, cfg.dedup.num_perm)
-    sig = signature(f.words, cfg.dedup.num_perm) if len(f.words) >= 2 else None
     scored: list[tuple[float, int, dict]] = []
-    names = bucket_names(f, opd, sig, bands, rows, neighbours=True)
+    names = lookup_buckets(cfg, f, opd)
     for doc_id, doc in {**be.candidates(names), **_pending_candidates(session, names)}.items():
         # Either side of the window: two workers may take a later report before an earlier one.
         if doc_id == msg.id or doc.get("o") != opd or abs(now - doc["at"]) > window:
@@ -304,9 +390,7 @@ def find_match(session: Session, cfg: AppConfig, msg: Message, decision: Decisio
         return None
     scored.sort(key=lambda s: -s[0])
     ids = [doc_id for _, doc_id, _ in scored[:20]]
-    current = {mid: (tid, status, code) for mid, tid, status, code in session.exec(
-        select(Message.id, Message.ticket_id, Ticket.status, Ticket.opd_code)
-        .join(Ticket, Ticket.id == Message.ticket_id).where(Message.id.in_(ids))).all()}
+    current = open_case_tickets(session, set(ids))
     for score, doc_id, reasons in scored[:20]:
         tid, status, code = current.get(doc_id, (None, None, None))
         if tid is None or status not in OPEN or (code is not None and code != opd):
@@ -314,6 +398,19 @@ def find_match(session: Session, cfg: AppConfig, msg: Message, decision: Decisio
         _remember(session, cfg, msg, f, opd)
         return Match(ticket_id=tid, kind="case", score=score, reasons={**reasons, "matched_message": doc_id})
     return None
+
+
+def open_case_tickets(session: Session, message_ids: set[int]) -> dict[int, tuple[int, str, str | None]]:
+    """message id -> (ticket id, status, OPD) for the messages whose ticket is open. Two primary-key
+    lookups: a join filtered on the ticket's status lets SQLite scan every open ticket."""
+    if not message_ids:
+        return {}
+    owner = dict(session.exec(select(Message.id, Message.ticket_id).where(  # type: ignore[call-overload]
+        Message.id.in_(message_ids), Message.ticket_id.is_not(None))).all())  # type: ignore[union-attr]
+    tickets = {tid: (status, code) for tid, status, code in session.exec(
+        select(Ticket.id, Ticket.status, Ticket.opd_code).where(Ticket.id.in_(set(owner.values())),
+                                                                Ticket.status.in_(OPEN))).all()}
+    return {mid: (tid, *tickets[tid]) for mid, tid in owner.items() if tid in tickets}
 
 
 def _pending_candidates(session: Session, names: list[str]) -> dict[int, dict]:

@@ -360,6 +360,15 @@ def signature(words: Iterable[str], num_perm: int) -> np.ndarray:
     return m.hashvalues
 
 
+@lru_cache(maxsize=8192)
+def word_bands(words: frozenset[str], num_perm: int, bands: int, rows: int) -> tuple[int, ...] | None:
+    """LSH band ids of a word set (None below two words); cached, since a report is looked up and
+    then indexed with the same words."""
+    if len(words) < 2:
+        return None
+    return tuple(band_keys(signature(words, num_perm), bands, rows))
+
+
 _MIX = np.array([0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E8FEB86659FD93,
                  0xFF51AFD7ED558CCD, 0xC4CEB9FE1A85EC53, 0x94D049BB133111EB, 0xBF58476D1CE4E5B9], dtype=np.uint64)
 

@@ -104,7 +104,7 @@ def split(session: Session, message_id: int, actor: str, reason: str = "") -> Ti
                  updated_at=now)
     session.add(new)
     session.flush()
-    new.number = ticket_number(get_config(), new)
+    new.number = ticket_number(get_config(), new.id, new.created_at)
     auto = msg.dedup
     msg.ticket_id, msg.kind = new.id, "complaint"
     msg.dedup = {"split_from": old.number, "by": actor}

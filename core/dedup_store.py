@@ -27,6 +27,53 @@ def _weight(bucket: str) -> int:
     return 1 if bucket.split(":", 1)[1].startswith("b") else 100  # one shared place outranks every band
 
 
+def _hits(buckets: list[str], lists: list[Any]) -> "Counter[int]":
+    hits: Counter[int] = Counter()
+    for name, lst in zip(buckets, lists):
+        w = _weight(name)
+        for x in lst:
+            hits[int(x)] += w
+    return hits
+
+
+# Lua keeps the per-bucket work inside Redis: one command instead of three (or one) per bucket.
+_PUSH_ALL = """
+local cap, ttl, k = tonumber(ARGV[1]), tonumber(ARGV[2]), 1
+for d = 3, #ARGV, 2 do
+  for j = 1, tonumber(ARGV[d + 1]) do
+    redis.call('LPUSH', KEYS[k], ARGV[d])
+    redis.call('LTRIM', KEYS[k], 0, cap - 1)
+    redis.call('EXPIRE', KEYS[k], ttl)
+    k = k + 1
+  end
+end
+return k - 1
+"""
+# ARGV: limit, cap, number of queries, each query's number of keys, then one weight per key.
+# The ranking is _top's: most weight first, newest (highest id) first among equals.
+_TOP_ALL = """
+local limit, cap, nq = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local wbase, k, out = 3 + nq, 1, {}
+for q = 1, nq do
+  local hits, ids = {}, {}
+  for j = 1, tonumber(ARGV[3 + q]) do
+    local w = tonumber(ARGV[wbase + k])
+    for _, id in ipairs(redis.call('LRANGE', KEYS[k], 0, cap - 1)) do
+      local n = tonumber(id)
+      if hits[n] == nil then hits[n] = 0; ids[#ids + 1] = n end
+      hits[n] = hits[n] + w
+    end
+    k = k + 1
+  end
+  table.sort(ids, function(a, b) if hits[a] ~= hits[b] then return hits[a] > hits[b] end return a > b end)
+  local top = {}
+  for i = 1, math.min(limit, #ids) do top[i] = ids[i] end
+  out[q] = top
+end
+return out
+"""
+
+
 def _top(hits: "Counter[int]", limit: int) -> list[int]:
     """The ids sharing the most buckets with the query (newest first among equals): bounded work."""
     return [i for i, _ in sorted(hits.items(), key=lambda kv: (-kv[1], -kv[0]))[:limit]]
@@ -54,15 +101,18 @@ class MemoryBackend:
                     del cur[:-BUCKET_CAP]
 
     def candidates(self, buckets: list[str], limit: int = CANDIDATES) -> dict[int, dict[str, Any]]:
-        hits: Counter[int] = Counter()
-        for name in buckets:
-            cur = self.buckets.get(name)
-            if cur is None:
-                continue
-            w = _weight(name)
-            for i in ((cur,) if isinstance(cur, int) else cur[-BUCKET_CAP:]):
-                hits[i] += w
-        return {i: json.loads(self.docs[i]) for i in _top(hits, limit) if i in self.docs}
+        return self.candidates_many([buckets], limit)[0]
+
+    def candidates_many(self, queries: list[list[str]], limit: int = CANDIDATES) -> list[dict[int, dict[str, Any]]]:
+        out = []
+        for buckets in queries:
+            lists = []
+            for name in buckets:
+                cur = self.buckets.get(name)
+                lists.append(() if cur is None else (cur,) if isinstance(cur, int) else cur[-BUCKET_CAP:])
+            ids = _top(_hits(buckets, lists), limit)
+            out.append({i: json.loads(self.docs[i]) for i in ids if i in self.docs})
+        return out
 
 
 class RedisBackend:
@@ -76,28 +126,37 @@ class RedisBackend:
         self.r, self.ttl = client, ttl_seconds
 
     def add(self, doc_id: int, doc: dict[str, Any], buckets: list[str]) -> None:
+        self.add_many([(doc_id, doc, buckets)])
+
+    def add_many(self, docs: list[tuple[int, dict[str, Any], list[str]]]) -> None:
+        """Many reports in one round trip: the documents, then one script call that pushes every id
+        onto its buckets (push, trim, expire inside Redis)."""
+        if not docs:
+            return
         p = self.r.pipeline(transaction=False)
-        p.set(f"{self.PREFIX}doc:{doc_id}", json.dumps(doc, separators=(",", ":")), ex=self.ttl)
-        for name in buckets:
-            key = self.PREFIX + name
-            p.lpush(key, doc_id)
-            p.ltrim(key, 0, BUCKET_CAP - 1)
-            p.expire(key, self.ttl)
+        keys: list[str] = []
+        args: list[Any] = [BUCKET_CAP, self.ttl]
+        for doc_id, doc, buckets in docs:
+            p.set(f"{self.PREFIX}doc:{doc_id}", json.dumps(doc, separators=(",", ":")), ex=self.ttl)
+            keys += [self.PREFIX + n for n in buckets]
+            args += [doc_id, len(buckets)]
+        if keys:
+            p.eval(_PUSH_ALL, len(keys), *keys, *args)
         p.execute()
 
     def candidates(self, buckets: list[str], limit: int = CANDIDATES) -> dict[int, dict[str, Any]]:
-        if not buckets:
-            return {}
-        p = self.r.pipeline(transaction=False)
-        for name in buckets:
-            p.lrange(self.PREFIX + name, 0, BUCKET_CAP - 1)
-        hits: Counter[int] = Counter()
-        for name, lst in zip(buckets, p.execute()):
-            w = _weight(name)
-            for x in lst:
-                hits[int(x)] += w
-        ids = _top(hits, limit)
-        if not ids:
-            return {}
-        raw = self.r.mget([f"{self.PREFIX}doc:{i}" for i in ids])
-        return {i: json.loads(v) for i, v in zip(ids, raw) if v is not None}
+        return self.candidates_many([buckets], limit)[0]
+
+    def candidates_many(self, queries: list[list[str]], limit: int = CANDIDATES) -> list[dict[int, dict[str, Any]]]:
+        """Every query's best candidates from one script call (Redis reads the buckets and ranks the ids,
+        so only the top ids cross the wire), then every wanted document in one MGET."""
+        keys = [self.PREFIX + n for q in queries for n in q]
+        if not keys:
+            return [{} for _ in queries]
+        weights = [_weight(n) for q in queries for n in q]
+        tops = [[int(i) for i in t] for t in self.r.eval(
+            _TOP_ALL, len(keys), *keys, limit, BUCKET_CAP, len(queries), *[len(q) for q in queries], *weights)]
+        wanted = sorted({i for t in tops for i in t})
+        raw = self.r.mget([f"{self.PREFIX}doc:{i}" for i in wanted]) if wanted else []
+        docs = {i: json.loads(v) for i, v in zip(wanted, raw) if v is not None}
+        return [{i: docs[i] for i in t if i in docs} for t in tops]

@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 import redis
+import sqlalchemy as sa
 from sqlalchemy import or_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from core.db import session_scope
+from core.db import insert_ignore, session_scope
 from core.message import InboundMessage
 from core.models import Contact, Message, utcnow
 
@@ -115,14 +116,88 @@ def _try_enqueue(*message_ids: int, force: bool = False) -> bool:
 
 
 def accept_many(msgs: list[InboundMessage]) -> list[Accepted]:
-    """Store a batch in one transaction, then queue the new ones in one round trip (pollers, imports)."""
-    with session_scope() as session:
-        rows = [store(session, m) for m in msgs]
-        results = [(row.id, created, row.state == "stored") for row, created in rows]
+    """Store a batch in one transaction, then queue the new ones in one round trip (pollers, imports).
+
+    Set-based: one query for the messages already stored, one for the contacts, one multi-row
+    insert for each. A re-delivery inside the page or of an earlier page is recognised as such."""
+    if not msgs:
+        return []
+    with _writer(), session_scope() as session:
+        results = _store_many(session, msgs)
     todo = [mid for mid, created, pending in results if created or pending]
     queued = _try_enqueue(*todo) if todo else False
-    return [Accepted(message_id=mid, created=created, queued=queued and (created or pending))  # type: ignore[arg-type]
+    return [Accepted(message_id=mid, created=created, queued=queued and (created or pending))
             for mid, created, pending in results]
+
+
+def _store_many(session: Session, msgs: list[InboundMessage]) -> list[tuple[int, bool, bool]]:
+    """(message id, created, still waiting to be processed) for each of `msgs`, in order."""
+    m = Message.__table__  # type: ignore[attr-defined]
+    keys = list(dict.fromkeys((x.channel, x.external_id) for x in msgs))
+    known = {(r.channel, r.external_id): (r.id, r.state == "stored") for r in session.execute(
+        sa.select(m.c.id, m.c.channel, m.c.external_id, m.c.state)
+        .where(sa.tuple_(m.c.channel, m.c.external_id).in_(keys)))}
+    fresh: dict[tuple[str, str], InboundMessage] = {}
+    for x in msgs:
+        if (x.channel, x.external_id) not in known:
+            fresh.setdefault((x.channel, x.external_id), x)
+    contacts = _contacts(session, list(fresh.values()))
+    now = utcnow()
+    rows = [dict(direction="in", channel=x.channel, external_id=x.external_id,
+                 contact_id=contacts[(x.channel, x.sender)], text=x.text, sender_display=x.sender_display,
+                 attachments=[a.model_dump() for a in x.attachments],
+                 location=x.location.model_dump() if x.location else None, in_reply_to=x.in_reply_to,
+                 public=x.public, raw=x.raw, received_at=x.received_at, created_at=now, state="stored",
+                 attempts=0) for x in fresh.values()]
+    created: dict[tuple[str, str], int] = {}
+    if rows:
+        ins = insert_ignore(session, m, ["channel", "external_id"])
+        created = {(c, e): i for i, c, e in session.execute(ins.returning(m.c.id, m.c.channel, m.c.external_id), rows)}
+        lost = [k for k in fresh if k not in created]  # a concurrent delivery stored it a moment ago
+        if lost:
+            known.update({(r.channel, r.external_id): (r.id, r.state == "stored") for r in session.execute(
+                sa.select(m.c.id, m.c.channel, m.c.external_id, m.c.state)
+                .where(sa.tuple_(m.c.channel, m.c.external_id).in_(lost)))})
+    out, seen = [], set()
+    for x in msgs:
+        k = (x.channel, x.external_id)
+        if k in created and k not in seen:
+            out.append((created[k], True, True))
+        else:
+            mid, pending = known[k] if k in known else (created[k], True)
+            out.append((mid, False, pending))
+        seen.add(k)
+    return out
+
+
+def _contacts(session: Session, msgs: list[InboundMessage]) -> dict[tuple[str, str], int]:
+    """(channel, address) -> contact id, creating the missing ones; names and last-seen updated."""
+    c = Contact.__table__  # type: ignore[attr-defined]
+    latest: dict[tuple[str, str], InboundMessage] = {}
+    for x in msgs:
+        latest[(x.channel, x.sender)] = x
+    if not latest:
+        return {}
+    found = _known_contacts(session, list(latest))
+    missing = [k for k in latest if k not in found]
+    if missing:
+        now = utcnow()
+        session.execute(insert_ignore(session, c, ["channel", "address"]),
+                        [dict(channel=ch, address=ad, display_name=latest[(ch, ad)].sender_display, created_at=now,
+                              opted_out=False, blocked=False) for ch, ad in missing])
+        found.update(_known_contacts(session, missing))
+    changes = [{"cid": found[k][0], "seen": x.received_at,
+                "name": x.sender_display or found[k][1]} for k, x in latest.items()]
+    session.execute(sa.update(c).where(c.c.id == sa.bindparam("cid")).values(
+        last_inbound_at=sa.bindparam("seen"), display_name=sa.bindparam("name")), changes)
+    return {k: v[0] for k, v in found.items()}
+
+
+def _known_contacts(session: Session, keys: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, str | None]]:
+    c = Contact.__table__  # type: ignore[attr-defined]
+    return {(r.channel, r.address): (r.id, r.display_name) for r in session.execute(
+        sa.select(c.c.id, c.c.channel, c.c.address, c.c.display_name)
+        .where(sa.tuple_(c.c.channel, c.c.address).in_(keys)))}
 
 
 def reconcile(older_than: timedelta = timedelta(seconds=30)) -> int:

@@ -189,20 +189,29 @@ def download(cfg: AppConfig, channel: str, ref: str) -> bytes:
 
 def enqueue_fetch(message_id: int) -> bool:
     """Queue the evidence fetch for a processed message, if it has photos. Returns whether it was queued."""
-    from rq import Retry
+    return bool(enqueue_fetch_many([message_id]))
+
+
+def enqueue_fetch_many(message_ids: list[int]) -> list[int]:
+    """Queue the evidence fetch of every message among `message_ids` that has photos (one query,
+    one Redis round trip). Returns the ids queued."""
+    from rq import Queue, Retry
+    from sqlmodel import select
 
     from core.db import session_scope
     from core.models import Message
     from core.queue import MAINTENANCE, get_queue
 
+    if not message_ids:
+        return []
     with session_scope() as s:
-        msg = s.get(Message, message_id)
-        if msg is None or not any(_wanted(a) for a in msg.attachments or []):
-            return False
-    get_queue(MAINTENANCE).enqueue(FETCH_JOB, message_id, job_id=f"media-{message_id}",
-                                   retry=Retry(max=3, interval=[10, 60, 300]), result_ttl=600,
-                                   failure_ttl=30 * 86400)
-    return True
+        rows = s.exec(select(Message.id, Message.attachments).where(Message.id.in_(message_ids))).all()
+    ids = [mid for mid, atts in rows if any(_wanted(a) for a in atts or [])]
+    if ids:
+        get_queue(MAINTENANCE).enqueue_many([Queue.prepare_data(
+            FETCH_JOB, (mid,), job_id=f"media-{mid}", retry=Retry(max=3, interval=[10, 60, 300]),
+            result_ttl=600, failure_ttl=30 * 86400) for mid in ids])
+    return ids
 
 
 def _wanted(att: dict[str, Any]) -> bool:

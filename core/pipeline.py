@@ -46,10 +46,11 @@ class Outcome:
         return {k: d[k] for k in ("channel", "external_id", "ticket", "opd", "status", "duplicate_of")}
 
 
-def ticket_number(cfg: AppConfig, ticket: Ticket) -> str:
-    assert ticket.id is not None and ticket.created_at is not None
-    year = ticket.created_at.astimezone(ZoneInfo(cfg.hub.timezone)).year
-    return f"{cfg.hub.ticket_prefix}-{year}-{ticket.id:06d}"
+def ticket_number(cfg: AppConfig, ticket_id: int | None, created_at: datetime | None) -> str:
+    """ADU-2026-000123: the prefix, the year the case was opened (in the hub's time zone), the id."""
+    assert ticket_id is not None and created_at is not None
+    year = created_at.astimezone(ZoneInfo(cfg.hub.timezone)).year
+    return f"{cfg.hub.ticket_prefix}-{year}-{ticket_id:06d}"
 
 
 def opd_name(cfg: AppConfig, code: str | None) -> str:
@@ -148,18 +149,28 @@ def _done(session: Session, out: Outcome) -> Outcome:
     return out
 
 
-def process_batch(session: Session, cfg: AppConfig, ids: list[int]) -> tuple[list[Outcome], dict[int, Exception]]:
-    """Process many messages in one transaction: one classifier call for the batch, one savepoint
-    per message so a failing message is rolled back alone. Returns (outcomes, failures)."""
+def process_each(session: Session, cfg: AppConfig, ids: list[int],
+                 decisions: dict[int, Decision] | None = None) -> tuple[list[Outcome], dict[int, Exception]]:
+    """Process messages one at a time in one transaction (core.batch sends the unusual ones here):
+    one classifier call for all, one savepoint per message so a failing message is rolled back
+    alone. Returns (outcomes, failures)."""
+    if not ids:
+        return [], {}
     rows = {m.id: m for m in session.exec(select(Message).where(Message.id.in_(ids), Message.state == "stored"))}
     order = [i for i in dict.fromkeys(ids) if i in rows]
-    decisions = get_classifier(cfg).classify_many([rows[i].text or "" for i in order], [rows[i].channel for i in order])
+    known = decisions or {}
+    todo = [i for i in order if i not in known]
+    fresh = get_classifier(cfg).classify_many([rows[i].text or "" for i in todo], [rows[i].channel for i in todo])
+    by_id = {**known, **dict(zip(todo, fresh))}
+    # The OPD locks before the first write: waiting for one while holding SQLite's write lock could
+    # wait on a worker that holds the lock and waits for the database.
+    dedup.lock_opds(session, dedup.backend(session, cfg), [by_id[i].opd or by_id[i].candidate or "-" for i in order])
     outcomes: list[Outcome] = []
     failures: dict[int, Exception] = {}
-    for mid, decision in zip(order, decisions):
+    for mid in order:
         try:
             with session.begin_nested():
-                outcome = process(session, cfg, mid, decision=decision)
+                outcome = process(session, cfg, mid, decision=by_id[mid])
         except Exception as exc:  # noqa: BLE001 - the message is retried on its own
             session.info.pop(PENDING_KEY, None)
             failures[mid] = exc
@@ -181,7 +192,7 @@ def _open_ticket(session: Session, cfg: AppConfig, msg: Message, decision: Decis
     )
     session.add(ticket)
     session.flush()
-    ticket.number = ticket_number(cfg, ticket)
+    ticket.number = ticket_number(cfg, ticket.id, ticket.created_at)
     msg.ticket_id, msg.kind = ticket.id, "complaint"
     session.add(Event(at=utcnow(), actor="worker", action="ticket.created", ticket_id=ticket.id,
                       message_id=msg.id, data={"opd": ticket.opd_code, "confidence": decision.confidence,

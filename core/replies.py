@@ -21,7 +21,7 @@ from sqlmodel import Session, select
 
 from connectors.base import Outgoing, PermanentError, RetryableError
 from core.config import AppConfig
-from core.db import session_scope
+from core.db import insert_ignore, session_scope
 from core.models import Contact, Event, Message, utcnow
 
 log = logging.getLogger(__name__)
@@ -49,17 +49,11 @@ def queue_reply(session: Session, cfg: AppConfig, inbound: Message, template: st
                 key: str | None = None, author: str | None = None, **values: Any) -> Message | None:
     """Create the outbound row answering `inbound` (idempotent on `key`); None if it already exists."""
     contact = session.get(Contact, inbound.contact_id) if inbound.contact_id else None
-    key = key or f"{template}:{inbound.id}"
-    out = Message(
-        direction="out", channel=inbound.channel, external_id=f"out:{key}",
-        contact_id=inbound.contact_id, ticket_id=inbound.ticket_id,
-        text=render(cfg, inbound.channel, template, **values), template=template,
-        reply_to_id=inbound.id, public=inbound.public, delivery_state="pending",
-        created_at=utcnow(), received_at=utcnow(), state="processed", author=author,
-    )
+    muted = None
     if contact is not None and (contact.opted_out or contact.blocked):
-        out.delivery_state = "suppressed"
-        out.error = contact.opted_out_reason or "contact opted out or blocked"
+        muted = contact.opted_out_reason or "contact opted out or blocked"
+    out = Message(**outbound_row(cfg, inbound, template, key, muted, ticket_id=inbound.ticket_id, author=author,
+                                 **values))
     try:
         with session.begin_nested():
             session.add(out)
@@ -68,6 +62,30 @@ def queue_reply(session: Session, cfg: AppConfig, inbound: Message, template: st
     if out.delivery_state == "pending":
         session.info.setdefault(PENDING_KEY, []).append(out.id)
     return out
+
+
+def outbound_row(cfg: AppConfig, inbound: Any, template: str, key: str | None, muted: str | None,
+                 ticket_id: int | None, author: str | None = None, **values: Any) -> dict[str, Any]:
+    """The columns of the reply answering `inbound` (a Message or a row); `muted` is why it is not sent."""
+    now = utcnow()
+    return dict(
+        direction="out", channel=inbound.channel, external_id=f"out:{key or f'{template}:{inbound.id}'}",
+        contact_id=inbound.contact_id, ticket_id=ticket_id, text=render(cfg, inbound.channel, template, **values),
+        template=template, reply_to_id=inbound.id, public=inbound.public,
+        delivery_state="suppressed" if muted else "pending", error=muted,
+        created_at=now, received_at=now, state="processed", author=author, attempts=0,
+    )
+
+
+def upsert_outbound(session: Session, rows: list[dict[str, Any]]) -> dict[str, int]:
+    """Insert many replies at once; one whose idempotency key exists already is skipped.
+    Returns external id -> message id of the new replies that are to be delivered."""
+    if not rows:
+        return {}
+    table = Message.__table__  # type: ignore[attr-defined]
+    stmt = insert_ignore(session, table, ["channel", "external_id"])
+    created = session.execute(stmt.returning(table.c.id, table.c.external_id, table.c.delivery_state), rows).all()
+    return {ext: mid for mid, ext, state in created if state == "pending"}
 
 
 def take_pending(session: Session) -> list[int]:

@@ -61,8 +61,8 @@ def drain_inbound() -> dict:
     worker joins in. A message that fails inside a batch is rolled back alone (savepoint) and
     retried as its own job; the rest of the batch commits.
     """
-    from core.media import enqueue_fetch
-    from core.pipeline import process_batch
+    from core.batch import process_batch
+    from core.media import enqueue_fetch_many
     from core.queue import disarm_if_empty, enqueue_drain, enqueue_inbound, pop_inbound
 
     cfg = effective()
@@ -83,8 +83,7 @@ def drain_inbound() -> dict:
                 enqueue_inbound(mid, delay=delays[0])
         outbound = [o for oc in outcomes for o in oc.outbound]
         _enqueue_outbound_many(outbound)
-        for oc in outcomes:
-            enqueue_fetch(oc.message_id)
+        enqueue_fetch_many([oc.message_id for oc in outcomes])
         done += len(outcomes)
 
 

@@ -1,0 +1,401 @@
+"""A worker's batch of stored messages, processed with set-based database work.
+
+`core.pipeline.process` handles one message with the ORM: clear, but about twenty statements per
+message. Under a flood most messages are plain complaints from citizens the hub is not already
+talking to, so this module takes those through the same decisions (classify, locate, repeat of
+the sender's own report, case of another reporter, new ticket, acknowledgement) with a handful of
+statements per *batch*: reads first, outside the write transaction, then one burst of bulk writes
+(claim, tickets, messages, events, replies) so SQLite's single writer lock is held only briefly.
+
+Anything unusual goes through `core.pipeline.process` one message at a time, in order: a blocked
+or flooding sender, a status query, an e-Musrenbang conversation, an answer the operators wait
+for, a reply in a thread. If the bulk path fails for any reason, its savepoint is rolled back and
+the same messages go through the one-at-a-time path, which isolates a poison message.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import bindparam, func, insert, select, update
+from sqlmodel import Session
+
+from core import dedup
+from core.civic_models import ProposalDraft
+from core.classify import Decision, get_classifier
+from core.config import AppConfig
+from core.dedup_index import Features
+from core.location import Place
+from core.models import Contact, Event, Message, Ticket, utcnow
+from core.pipeline import Outcome, locate, opd_name, process_each, ticket_number
+from core.replies import outbound_row, upsert_outbound
+from core.selfservice import status_query
+
+log = logging.getLogger(__name__)
+M, T = Message.__table__, Ticket.__table__  # type: ignore[attr-defined]
+
+
+class _Lost(Exception):
+    """Another worker claimed one of the batch's messages first: redo the batch one at a time."""
+
+
+@dataclass
+class Item:
+    """One message of the batch and what was decided for it."""
+
+    row: Any
+    decision: Decision | None = None
+    place: Place | None = None
+    feats: Features | None = None
+    opd: str = "-"
+    kind: str = "complaint"
+    ticket: int | None = None  # an existing ticket's id
+    new: int | None = None  # index into the batch's new tickets (opened by this message or an earlier one)
+    opened: bool = False  # this message opened a ticket
+    match: dedup.Match | None = None
+    outbound: list[int] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)  # the dedup buckets a lookup reads
+
+
+def process_batch(session: Session, cfg: AppConfig, ids: list[int]) -> tuple[list[Outcome], dict[int, Exception]]:
+    """Process the stored messages among `ids` inside `session` (the caller commits).
+    Returns (outcomes, failures); a failed message is rolled back alone and retried by the caller."""
+    rows = session.execute(select(M).where(M.c.id.in_(ids), M.c.state == "stored").order_by(M.c.id)).all()
+    if not rows:
+        return [], {}
+    fast, slow = _split(session, cfg, rows)
+    decisions = dict(zip([r.id for r in rows], get_classifier(cfg).classify_many(
+        [r.text or "" for r in rows], [r.channel for r in rows])))
+    items: list[Item] = []
+    try:
+        items = _prepare(cfg, fast, decisions)  # the CPU work, before any lock is taken
+    except Exception as exc:  # noqa: BLE001 - e.g. a malformed location: one at a time isolates it
+        _fallback(exc, len(fast), 0.0)
+        slow, fast = sorted(slow + fast, key=lambda r: r.id), []
+    # Every OPD lock the batch needs, before its first write: waiting for one while holding SQLite's
+    # write lock could wait on a worker that holds it and waits for the database.
+    dedup.lock_opds(session, dedup.backend(session, cfg), [d.opd or d.candidate or "-" for d in decisions.values()])
+    outcomes: list[Outcome] = []
+    if fast:
+        t0 = time.monotonic()
+        try:
+            plan = _plan(session, cfg, items)  # reads and decisions, before the write transaction
+            t0 = time.monotonic()
+            with session.begin_nested():
+                outcomes = _write(session, cfg, *plan)
+        except Exception as exc:  # noqa: BLE001 - the one-at-a-time path isolates the culprit
+            session.rollback()  # nothing else was written yet: let go of SQLite's write lock and the OPD locks
+            if not isinstance(exc, _Lost):
+                _fallback(exc, len(fast), time.monotonic() - t0)
+            slow = sorted(slow + fast, key=lambda r: r.id)
+    more, failures = process_each(session, cfg, [r.id for r in slow], decisions)
+    return outcomes + more, failures
+
+
+def _fallback(exc: Exception, n: int, seconds: float) -> None:
+    log.warning("batch path failed after %.1f s (%s: %s); processing %d message(s) one at a time",
+                seconds, type(exc).__name__, str(exc)[:200], n)
+
+
+def _split(session: Session, cfg: AppConfig, rows: list[Any]) -> tuple[list[Any], list[Any]]:
+    """(plain messages, messages needing the one-at-a-time path). All of a sender's messages go the
+    same way, so their order is kept."""
+    contacts = {r.contact_id for r in rows if r.contact_id is not None}
+    odd = {c for c, blocked in session.execute(
+        select(Contact.id, Contact.blocked).where(Contact.id.in_(contacts))) if blocked}
+    odd |= set(session.execute(select(ProposalDraft.contact_id).where(ProposalDraft.contact_id.in_(contacts))).scalars())
+    odd |= set(session.execute(
+        select(M.c.contact_id).join(T, T.c.id == M.c.ticket_id)
+        .where(M.c.contact_id.in_(contacts), M.c.direction == "in", T.c.awaiting_citizen_since.is_not(None),
+               T.c.status.in_(("new", "routed", "responded")))).scalars())
+    first = min(r.received_at for r in rows) - timedelta(minutes=1)
+    last = max(r.received_at for r in rows)
+    odd |= {c for c, n in session.execute(
+        select(M.c.contact_id, func.count()).where(M.c.contact_id.in_(contacts), M.c.direction == "in",
+                                                    M.c.received_at > first, M.c.received_at <= last)
+        .group_by(M.c.contact_id)) if n >= cfg.flood.max_per_minute}
+    for r in rows:
+        text = (r.text or "").strip()
+        if r.contact_id is None or r.in_reply_to or text.startswith("/") or status_query(text)[0]:
+            odd.add(r.contact_id)
+    fast = [r for r in rows if r.contact_id not in odd]
+    return fast, [r for r in rows if r.contact_id in odd]
+
+
+def _prepare(cfg: AppConfig, rows: list[Any], decisions: dict[int, Decision]) -> list[Item]:
+    """Place, deduplication features and lookup buckets of each complaint: CPU only."""
+    items = [Item(row=r) for r in rows]
+    for it in items:
+        it.decision = d = decisions[it.row.id]
+        if d.complaint:
+            it.place = locate(it.row)
+            it.feats = dedup.features_of(it.row, it.place)
+            it.opd = d.opd or d.candidate or "-"
+            it.names = dedup.lookup_buckets(cfg, it.feats, it.opd)
+    return items
+
+
+def _plan(session: Session, cfg: AppConfig, items: list[Item]) -> tuple[list[Item], list[Item], list[Item]]:
+    """Decide everything with reads only: (items, the complaints among them, those opening tickets).
+    On SQLite a transaction that reads and then writes fails if another worker wrote in between,
+    so nothing here writes and the writes that follow start with the claim."""
+    complaints = [it for it in items if it.decision.complaint]  # type: ignore[union-attr]
+    new_tickets: list[Item] = []
+    if complaints:
+        _deduplicate(session, cfg, complaints, new_tickets)
+    return items, complaints, new_tickets
+
+
+def _write(session: Session, cfg: AppConfig, items: list[Item], complaints: list[Item],
+           new_tickets: list[Item]) -> list[Outcome]:
+    """Every write of the batch, first the claim (which takes SQLite's write lock)."""
+    now = utcnow()
+    _claim(session, [it.row for it in items])
+    ticket_ids = _insert_tickets(session, cfg, new_tickets, now)
+    for it in complaints:
+        if it.new is not None:
+            it.ticket = ticket_ids[it.new]
+    numbers = _numbers(session, complaints)
+    _update_messages(session, items, numbers, now)
+    _count_reporters(session, complaints, now)
+    _insert_events(session, cfg, items, now)
+    _queue_replies(session, cfg, complaints, numbers)
+    dedup.remember_many(session, cfg, [(it.row, it.feats, it.opd) for it in complaints if _indexed(it)])
+    return [_outcome(it, numbers) for it in items]
+
+
+def _deduplicate(session: Session, cfg: AppConfig, items: list[Item], new_tickets: list[Item]) -> None:
+    """Decide, in order, whether each complaint repeats the sender's own report, joins another
+    reporter's case, or opens a ticket. Earlier messages of the batch count as history."""
+    repeats = _repeat_history(session, cfg, items)
+    queries = [it.names for it in items]
+    found = dedup.candidates_many(dedup.backend(session, cfg), queries)
+    open_now = _open_tickets(session, {d for c in found for d in c})
+    batch_docs: list[tuple[Item, set[str]]] = []  # this batch's indexed reports, as later ones see them
+    for it, names, cands in zip(items, queries, found):
+        f = it.feats
+        assert f is not None
+        match = _repeat(cfg, it, repeats.get(it.row.contact_id, []))
+        if match is None:
+            match = _case(cfg, it, names, cands, batch_docs, open_now)
+        if match is None:
+            it.new, it.kind, it.opened = len(new_tickets), "complaint", True
+            new_tickets.append(it)
+        else:
+            it.match, it.kind = match, match.kind
+            it.ticket, it.new = (match.ticket_id, None) if match.ticket_id >= 0 else (None, -match.ticket_id - 1)
+        repeats.setdefault(it.row.contact_id, []).append((it.row.id, f, it.ticket, it.new, _opd_of(it),
+                                                          it.row.received_at))
+        if _indexed(it):
+            batch_docs.append((it, set(dedup.index_buckets(cfg, f, it.opd))))
+
+
+def _indexed(it: Item) -> bool:
+    """Later reports can join it: a new routed ticket (not triage), or a report that joined a case."""
+    if it.opened:
+        return it.decision.opd is not None  # type: ignore[union-attr]
+    return it.kind == "case" and it.opd != "-"
+
+
+def _opd_of(it: Item) -> str | None:
+    return it.decision.opd if it.opened else (it.match.reasons.get("_opd") if it.match else None)
+
+
+def _repeat_history(session: Session, cfg: AppConfig, items: list[Item]) -> dict[int, list[tuple]]:
+    """The senders' own reports on open tickets within the repeat window, before this batch."""
+    span = timedelta(hours=cfg.dedup.repeat_window_hours)
+    contacts = {it.row.contact_id for it in items}
+    lo = min(it.row.received_at for it in items) - span
+    hi = max(it.row.received_at for it in items) + span
+    out: dict[int, list[tuple]] = {}
+    for r in session.execute(
+            select(M.c.id, M.c.contact_id, M.c.text, M.c.location, M.c.ticket_id, T.c.opd_code, M.c.received_at)
+            .join(T, T.c.id == M.c.ticket_id)
+            .where(M.c.contact_id.in_(contacts), M.c.direction == "in", M.c.received_at >= lo,
+                   M.c.received_at <= hi, T.c.status.in_(dedup.OPEN))):
+        out.setdefault(r.contact_id, []).append((r.id, dedup.features_of(r, None), r.ticket_id, None, r.opd_code,
+                                                 r.received_at))
+    return out
+
+
+def _repeat(cfg: AppConfig, it: Item, history: list[tuple]) -> dedup.Match | None:
+    """The same sender's own earlier report of this problem (see dedup._find_repeat)."""
+    span = timedelta(hours=cfg.dedup.repeat_window_hours)
+    best: dedup.Match | None = None
+    f = it.feats
+    assert f is not None
+    for other_id, of, tid, new, code, at in history:
+        if abs(at - it.row.received_at) > span:
+            continue
+        if code is not None and code != it.opd and dedup.jaccard(f.words, of.words) < 0.8:
+            continue
+        verdict = dedup.judge(f, of, cfg, same_sender=True)
+        if verdict is not None and (best is None or verdict[0] > best.score):
+            ref = tid if tid is not None else -new - 1  # a ticket opened earlier in this batch
+            best = dedup.Match(ticket_id=ref, kind="repeat", score=verdict[0],
+                               reasons={**verdict[1], "matched_message": other_id, "_opd": code})
+    return best
+
+
+def _case(cfg: AppConfig, it: Item, names: list[str], cands: dict[int, dict], batch_docs: list[tuple[Item, set[str]]],
+          open_now: dict[int, tuple[int, str | None]]) -> dedup.Match | None:
+    """Another reporter's open case of the same problem (see dedup.find_match)."""
+    f = it.feats
+    assert f is not None
+    now, window = it.row.received_at.timestamp(), dedup.window_days(cfg, it.decision.opd) * 86400  # type: ignore[union-attr]
+    scored: list[tuple[float, int, dict, Any]] = []
+    for doc_id, doc in cands.items():
+        if doc.get("o") != it.opd or abs(now - doc["at"]) > window or doc_id not in open_now:
+            continue
+        tid, code = open_now[doc_id]
+        if code is not None and code != it.opd:
+            continue
+        verdict = dedup.judge(f, Features.from_json(doc["f"]), cfg)
+        if verdict is not None:
+            scored.append((verdict[0], doc_id, verdict[1], (tid, None, code)))
+    wanted = set(names)
+    for other, buckets in batch_docs:
+        if other.opd != it.opd or not wanted & buckets:
+            continue
+        verdict = dedup.judge(f, other.feats, cfg)  # type: ignore[arg-type]
+        if verdict is not None:
+            scored.append((verdict[0], other.row.id, verdict[1], (other.ticket, other.new, other.opd)))
+    if not scored:
+        return None
+    score, doc_id, reasons, (tid, new, code) = max(scored, key=lambda s: s[0])
+    ref = tid if tid is not None else -new - 1
+    return dedup.Match(ticket_id=ref, kind="case", score=score,
+                       reasons={**reasons, "matched_message": doc_id, "_opd": code})
+
+
+def _open_tickets(session: Session, message_ids: set[int]) -> dict[int, tuple[int, str | None]]:
+    """message id -> (ticket id, OPD) for candidates whose ticket is still open."""
+    return {mid: (tid, code) for mid, (tid, _status, code) in dedup.open_case_tickets(session, message_ids).items()}
+
+
+def _claim(session: Session, rows: list[Any]) -> None:
+    """The first write of the transaction: take every message of the batch, or none."""
+    ids = [r.id for r in rows]
+    res = session.execute(update(M).where(M.c.id.in_(ids), M.c.state == "stored").values(state="processing"))
+    if res.rowcount != len(ids):
+        raise _Lost()
+
+
+def _insert_tickets(session: Session, cfg: AppConfig, items: list[Item], now: datetime) -> list[int]:
+    if not items:
+        return []
+    values = []
+    for it in items:
+        d, p, r = it.decision, it.place, it.row
+        assert d is not None and p is not None
+        values.append(dict(
+            channel=r.channel, contact_id=r.contact_id, subject=(r.text or "")[:200], opd_code=d.opd,
+            status="routed" if d.opd else "new", triage=d.triage, confidence=d.confidence,
+            model_version=d.model_version, reasons=d.reasons, kecamatan=p.kecamatan, kelurahan=p.kelurahan,
+            street=p.street, landmark=p.landmark, place_key=p.key(), lat=p.lat, lon=p.lon, reporters=1,
+            created_at=r.received_at, routed_at=r.received_at if d.opd else None, updated_at=now,
+            sla_paused_seconds=0))
+    res = session.execute(insert(T).returning(T.c.id, T.c.created_at, sort_by_parameter_order=True), values)
+    rows = res.all()
+    numbers = [{"tid": tid, "number": ticket_number(cfg, tid, created)} for tid, created in rows]
+    session.execute(update(T).where(T.c.id == bindparam("tid")).values(number=bindparam("number")), numbers)
+    return [tid for tid, _ in rows]
+
+
+def _update_messages(session: Session, items: list[Item], numbers: dict[int, tuple], now: datetime) -> None:
+    params = []
+    for it in items:
+        kind = it.kind if it.decision.complaint else "non_complaint"  # type: ignore[union-attr]
+        dd = None
+        if it.match is not None:
+            dd = {k: v for k, v in it.match.reasons.items() if not k.startswith("_")}
+            dd = {"kind": it.kind, "ticket": numbers[it.ticket][0], "score": it.match.score, **dd}
+        params.append({"mid": it.row.id, "kind": kind, "ticket_id": it.ticket, "dedup": dd, "at": now})
+    session.execute(update(M).where(M.c.id == bindparam("mid")).values(
+        state="processed", processed_at=bindparam("at"), kind=bindparam("kind"), ticket_id=bindparam("ticket_id"),
+        dedup=bindparam("dedup")), params)
+
+
+def _count_reporters(session: Session, items: list[Item], now: datetime) -> None:
+    """A case joined by someone new to it counts one more reporter; every joined ticket is touched."""
+    joined = [it for it in items if it.match is not None]
+    if not joined:
+        return
+    tickets = {it.ticket for it in joined}
+    seen = {(t, c) for t, c in session.execute(
+        select(M.c.ticket_id, M.c.contact_id).where(M.c.ticket_id.in_(tickets), M.c.direction == "in",
+                                                     M.c.id.not_in([it.row.id for it in joined]))).all()}
+    seen |= {(it.ticket, it.row.contact_id) for it in items if it.opened}
+    extra: dict[int, int] = dict.fromkeys(tickets, 0)
+    for it in joined:
+        if it.kind == "case" and (it.ticket, it.row.contact_id) not in seen:
+            extra[it.ticket] += 1  # type: ignore[index]
+        seen.add((it.ticket, it.row.contact_id))
+    session.execute(update(T).where(T.c.id == bindparam("tid")).values(
+        reporters=T.c.reporters + bindparam("n"), updated_at=bindparam("at")),
+        [{"tid": t, "n": n, "at": now} for t, n in extra.items()])
+
+
+def _insert_events(session: Session, cfg: AppConfig, items: list[Item], now: datetime) -> None:
+    events = []
+    for it in items:
+        d, mid = it.decision, it.row.id
+        assert d is not None
+        if not d.complaint:
+            events.append(dict(at=now, actor="worker", action="message.non_complaint", ticket_id=None,
+                               message_id=mid, data=None))
+        elif it.opened:
+            events.append(dict(at=now, actor="worker", action="ticket.created", ticket_id=it.ticket, message_id=mid,
+                               data={"opd": d.opd, "confidence": d.confidence, "reasons": d.reasons,
+                                     "triage": d.triage, "model": d.model_version}))
+        else:
+            data = {k: v for k, v in it.match.reasons.items() if not k.startswith("_")}  # type: ignore[union-attr]
+            events.append(dict(at=now, actor="worker", action=f"dedup.{it.kind}", ticket_id=it.ticket, message_id=mid,
+                               data={"kind": it.kind, "score": it.match.score, **data}))  # type: ignore[union-attr]
+    if events:
+        session.execute(insert(Event.__table__), events)  # type: ignore[attr-defined]
+
+
+def _numbers(session: Session, items: list[Item]) -> dict[int, tuple[str, str | None, str]]:
+    """ticket id -> (number, OPD, status) for every ticket the batch touched."""
+    ids = {it.ticket for it in items if it.ticket is not None}
+    return {r.id: (r.number, r.opd_code, r.status) for r in session.execute(
+        select(T.c.id, T.c.number, T.c.opd_code, T.c.status).where(T.c.id.in_(ids)))} if ids else {}
+
+
+def _queue_replies(session: Session, cfg: AppConfig, items: list[Item], numbers: dict[int, tuple]) -> None:
+    """One acknowledgement per new ticket; at most one "already reported" per contact and ticket."""
+    contacts = {it.row.contact_id for it in items}
+    muted = {c.id: c.opted_out_reason or "contact opted out or blocked" for c in session.execute(
+        select(Contact.id, Contact.opted_out_reason).where(Contact.id.in_(contacts), Contact.opted_out)).all()}
+    rows, owner = [], {}
+    for it in items:
+        number, code, _ = numbers[it.ticket]  # type: ignore[index]
+        if it.opened:
+            template, key = ("ack" if code else "ack_triage"), None
+        else:
+            template = "duplicate_joined" if it.kind == "case" else "repeat"
+            key = f"{template}:{it.ticket}:{it.row.contact_id}"
+        out = outbound_row(cfg, it.row, template, key, muted.get(it.row.contact_id), ticket_id=it.ticket,
+                           ticket=number, opd=opd_name(cfg, code))
+        if out["external_id"] not in owner:
+            owner[out["external_id"]] = it
+            rows.append(out)
+    for external_id, mid in upsert_outbound(session, rows).items():
+        owner[external_id].outbound.append(mid)
+
+
+def _outcome(it: Item, numbers: dict[int, tuple]) -> Outcome:
+    r = it.row
+    out = Outcome(message_id=r.id, channel=r.channel, external_id=r.external_id, outbound=it.outbound)
+    if not it.decision.complaint:  # type: ignore[union-attr]
+        out.kind = out.status = "non_complaint"
+        return out
+    out.ticket, out.opd, out.status = numbers[it.ticket]  # type: ignore[index]
+    if it.match is not None:
+        out.duplicate_of, out.kind = out.ticket, it.kind
+    return out
