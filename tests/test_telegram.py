@@ -92,6 +92,27 @@ def test_redelivered_update_creates_nothing_and_sends_nothing(hub, fake_telegram
     assert len(fake_telegram.messages_to(5550002)) == 1
 
 
+def test_a_flood_of_concurrent_webhooks_is_stored_once_each(hub, fake_telegram, web):  # type: ignore[no-untyped-def]
+    """Concurrent webhooks share commits (group commit); each still gets its own answer, a
+    re-delivery sent in the same instant is recognised, and each citizen is acknowledged once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    updates = [fake_telegram.citizen_update(5560000 + i, f"lampu jalan mati di gang {i} Jl. Kalijudan sudah seminggu")
+               for i in range(40)]
+    sends = updates + updates[:10]  # ten provider re-deliveries racing their originals
+    headers = {"X-Telegram-Bot-Api-Secret-Token": SECRET}
+    with ThreadPoolExecutor(max_workers=25) as pool:
+        answers = list(pool.map(lambda u: httpx.post(f"{web.url}/webhooks/telegram", json=u, headers=headers,
+                                                     timeout=30), sends))
+    assert [a.status_code for a in answers] == [200] * len(sends)
+    ids = [a.json()["message_id"] for a in answers]
+    assert ids[40:] == ids[:10]  # a re-delivery answers with the id of the stored original
+    assert sum(not a.json()["duplicate"] for a in answers) == 40
+    assert len(_stored(hub)) == 40
+    hub.run_worker()
+    assert all(len(fake_telegram.messages_to(5560000 + i)) == 1 for i in range(40))
+
+
 def test_wrong_secret_token_is_refused_and_nothing_stored(hub, fake_telegram, web):  # type: ignore[no-untyped-def]
     update = fake_telegram.citizen_update(5550003, "jalan berlubang")
     for headers in ({"X-Telegram-Bot-Api-Secret-Token": "wrong"}, {}):
