@@ -57,6 +57,7 @@ class Item:
     new: int | None = None  # index into the batch's new tickets (opened by this message or an earlier one)
     opened: bool = False  # this message opened a ticket
     match: dedup.Match | None = None
+    ticket_opd: str | None = None  # the OPD of the ticket it opened or joined
     outbound: list[int] = field(default_factory=list)
     names: list[str] = field(default_factory=list)  # the dedup buckets a lookup reads
 
@@ -159,10 +160,12 @@ def _write(session: Session, cfg: AppConfig, items: list[Item], complaints: list
     for it in complaints:
         if it.new is not None:
             it.ticket = ticket_ids[it.new]
+        if it.match is not None:
+            it.match.ticket_id = it.ticket  # type: ignore[assignment]
     numbers = _numbers(session, complaints)
     _update_messages(session, items, numbers, now)
     _count_reporters(session, complaints, now)
-    _insert_events(session, cfg, items, now)
+    _insert_events(session, items, numbers, now)
     _queue_replies(session, cfg, complaints, numbers)
     dedup.remember_many(session, cfg, [(it.row, it.feats, it.opd) for it in complaints if _indexed(it)])
     return [_outcome(it, numbers) for it in items]
@@ -173,22 +176,21 @@ def _deduplicate(session: Session, cfg: AppConfig, items: list[Item], new_ticket
     reporter's case, or opens a ticket. Earlier messages of the batch count as history."""
     repeats = _repeat_history(session, cfg, items)
     queries = [it.names for it in items]
-    found = dedup.candidates_many(dedup.backend(session, cfg), queries)
+    found = dedup.backend(session, cfg).candidates_many(queries)
     open_now = _open_tickets(session, {d for c in found for d in c})
     batch_docs: list[tuple[Item, set[str]]] = []  # this batch's indexed reports, as later ones see them
     for it, names, cands in zip(items, queries, found):
         f = it.feats
         assert f is not None
-        match = _repeat(cfg, it, repeats.get(it.row.contact_id, []))
-        if match is None:
-            match = _case(cfg, it, names, cands, batch_docs, open_now)
-        if match is None:
-            it.new, it.kind, it.opened = len(new_tickets), "complaint", True
+        found_match = _repeat(cfg, it, repeats.get(it.row.contact_id, [])) or \
+            _case(cfg, it, names, cands, batch_docs, open_now)
+        if found_match is None:
+            it.new, it.kind, it.opened, it.ticket_opd = len(new_tickets), "complaint", True, it.decision.opd  # type: ignore[union-attr]
             new_tickets.append(it)
         else:
-            it.match, it.kind = match, match.kind
-            it.ticket, it.new = (match.ticket_id, None) if match.ticket_id >= 0 else (None, -match.ticket_id - 1)
-        repeats.setdefault(it.row.contact_id, []).append((it.row.id, f, it.ticket, it.new, _opd_of(it),
+            it.match, (it.ticket, it.new), it.ticket_opd = found_match
+            it.kind = it.match.kind
+        repeats.setdefault(it.row.contact_id, []).append((it.row.id, f, (it.ticket, it.new), it.ticket_opd,
                                                           it.row.received_at))
         if _indexed(it):
             batch_docs.append((it, set(dedup.index_buckets(cfg, f, it.opd))))
@@ -199,10 +201,6 @@ def _indexed(it: Item) -> bool:
     if it.opened:
         return it.decision.opd is not None  # type: ignore[union-attr]
     return it.kind == "case" and it.opd != "-"
-
-
-def _opd_of(it: Item) -> str | None:
-    return it.decision.opd if it.opened else (it.match.reasons.get("_opd") if it.match else None)
 
 
 def _repeat_history(session: Session, cfg: AppConfig, items: list[Item]) -> dict[int, list[tuple]]:
@@ -217,32 +215,31 @@ def _repeat_history(session: Session, cfg: AppConfig, items: list[Item]) -> dict
             .join(T, T.c.id == M.c.ticket_id)
             .where(M.c.contact_id.in_(contacts), M.c.direction == "in", M.c.received_at >= lo,
                    M.c.received_at <= hi, T.c.status.in_(dedup.OPEN))):
-        out.setdefault(r.contact_id, []).append((r.id, dedup.features_of(r, None), r.ticket_id, None, r.opd_code,
+        out.setdefault(r.contact_id, []).append((r.id, dedup.features_of(r, None), (r.ticket_id, None), r.opd_code,
                                                  r.received_at))
     return out
 
 
-def _repeat(cfg: AppConfig, it: Item, history: list[tuple]) -> dedup.Match | None:
-    """The same sender's own earlier report of this problem (see dedup._find_repeat)."""
+# A match: the Match (its ticket id is filled in once the batch's new tickets exist), where its ticket
+# is ((ticket id, None) or (None, index of a ticket opened earlier in this batch)), and that ticket's OPD.
+Found = tuple[dedup.Match, tuple[int | None, int | None], str | None]
+
+
+def _repeat(cfg: AppConfig, it: Item, history: list[tuple]) -> Found | None:
+    """The same sender's own earlier report of this problem (dedup.best_repeat, as the one-at-a-time path)."""
     span = timedelta(hours=cfg.dedup.repeat_window_hours)
-    best: dedup.Match | None = None
-    f = it.feats
-    assert f is not None
-    for other_id, of, tid, new, code, at in history:
-        if abs(at - it.row.received_at) > span:
-            continue
-        if code is not None and code != it.opd and dedup.jaccard(f.words, of.words) < 0.8:
-            continue
-        verdict = dedup.judge(f, of, cfg, same_sender=True)
-        if verdict is not None and (best is None or verdict[0] > best.score):
-            ref = tid if tid is not None else -new - 1  # a ticket opened earlier in this batch
-            best = dedup.Match(ticket_id=ref, kind="repeat", score=verdict[0],
-                               reasons={**verdict[1], "matched_message": other_id, "_opd": code})
-    return best
+    hit = dedup.best_repeat(cfg, it.feats, it.opd, (  # type: ignore[arg-type]
+        (other_id, of, (ref, code), code) for other_id, of, ref, code, at in history
+        if abs(at - it.row.received_at) <= span))
+    if hit is None:
+        return None
+    score, other_id, reasons, (ref, code) = hit
+    return dedup.Match(ticket_id=-1, kind="repeat", score=score,
+                       reasons={**reasons, "matched_message": other_id}), ref, code
 
 
 def _case(cfg: AppConfig, it: Item, names: list[str], cands: dict[int, dict], batch_docs: list[tuple[Item, set[str]]],
-          open_now: dict[int, tuple[int, str | None]]) -> dedup.Match | None:
+          open_now: dict[int, tuple[int, str | None]]) -> Found | None:
     """Another reporter's open case of the same problem (see dedup.find_match)."""
     f = it.feats
     assert f is not None
@@ -256,20 +253,18 @@ def _case(cfg: AppConfig, it: Item, names: list[str], cands: dict[int, dict], ba
             continue
         verdict = dedup.judge(f, Features.from_json(doc["f"]), cfg)
         if verdict is not None:
-            scored.append((verdict[0], doc_id, verdict[1], (tid, None, code)))
+            scored.append((verdict[0], doc_id, verdict[1], ((tid, None), code)))
     wanted = set(names)
     for other, buckets in batch_docs:
         if other.opd != it.opd or not wanted & buckets:
             continue
         verdict = dedup.judge(f, other.feats, cfg)  # type: ignore[arg-type]
         if verdict is not None:
-            scored.append((verdict[0], other.row.id, verdict[1], (other.ticket, other.new, other.opd)))
+            scored.append((verdict[0], other.row.id, verdict[1], ((other.ticket, other.new), other.ticket_opd)))
     if not scored:
         return None
-    score, doc_id, reasons, (tid, new, code) = max(scored, key=lambda s: s[0])
-    ref = tid if tid is not None else -new - 1
-    return dedup.Match(ticket_id=ref, kind="case", score=score,
-                       reasons={**reasons, "matched_message": doc_id, "_opd": code})
+    score, doc_id, reasons, (ref, code) = max(scored, key=lambda s: s[0])
+    return dedup.Match(ticket_id=-1, kind="case", score=score, reasons={**reasons, "matched_message": doc_id}), ref, code
 
 
 def _open_tickets(session: Session, message_ids: set[int]) -> dict[int, tuple[int, str | None]]:
@@ -310,14 +305,18 @@ def _update_messages(session: Session, items: list[Item], numbers: dict[int, tup
     params = []
     for it in items:
         kind = it.kind if it.decision.complaint else "non_complaint"  # type: ignore[union-attr]
-        dd = None
-        if it.match is not None:
-            dd = {k: v for k, v in it.match.reasons.items() if not k.startswith("_")}
-            dd = {"kind": it.kind, "ticket": numbers[it.ticket][0], "score": it.match.score, **dd}
-        params.append({"mid": it.row.id, "kind": kind, "ticket_id": it.ticket, "dedup": dd, "at": now})
+        params.append({"mid": it.row.id, "kind": kind, "ticket_id": it.ticket, "dedup": _dedup_record(it, numbers),
+                       "at": now})
     session.execute(update(M).where(M.c.id == bindparam("mid")).values(
         state="processed", processed_at=bindparam("at"), kind=bindparam("kind"), ticket_id=bindparam("ticket_id"),
         dedup=bindparam("dedup")), params)
+
+
+def _dedup_record(it: Item, numbers: dict[int, tuple]) -> dict[str, Any] | None:
+    """What deduplication decided, as the one-at-a-time path records it on the message and its event."""
+    if it.match is None:
+        return None
+    return {"kind": it.kind, "ticket": numbers[it.ticket][0], "score": it.match.score, **it.match.reasons}  # type: ignore[index]
 
 
 def _count_reporters(session: Session, items: list[Item], now: datetime) -> None:
@@ -340,7 +339,7 @@ def _count_reporters(session: Session, items: list[Item], now: datetime) -> None
         [{"tid": t, "n": n, "at": now} for t, n in extra.items()])
 
 
-def _insert_events(session: Session, cfg: AppConfig, items: list[Item], now: datetime) -> None:
+def _insert_events(session: Session, items: list[Item], numbers: dict[int, tuple], now: datetime) -> None:
     events = []
     for it in items:
         d, mid = it.decision, it.row.id
@@ -353,9 +352,8 @@ def _insert_events(session: Session, cfg: AppConfig, items: list[Item], now: dat
                                data={"opd": d.opd, "confidence": d.confidence, "reasons": d.reasons,
                                      "triage": d.triage, "model": d.model_version}))
         else:
-            data = {k: v for k, v in it.match.reasons.items() if not k.startswith("_")}  # type: ignore[union-attr]
             events.append(dict(at=now, actor="worker", action=f"dedup.{it.kind}", ticket_id=it.ticket, message_id=mid,
-                               data={"kind": it.kind, "score": it.match.score, **data}))  # type: ignore[union-attr]
+                               data=_dedup_record(it, numbers)))
     if events:
         session.execute(insert(Event.__table__), events)  # type: ignore[attr-defined]
 

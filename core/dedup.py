@@ -23,6 +23,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from datetime import timedelta
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import event, func
@@ -253,9 +254,7 @@ def _after_transaction_end(session: Session, tx: Any) -> None:
 
 
 def _release(pending: dict[str, Any]) -> None:
-    for lock in [pending.get("lock"), *pending.get("locks", ())]:
-        if lock is None:
-            continue
+    for lock in pending.get("locks", ()):
         try:
             lock.release()
         except Exception:  # noqa: BLE001 - expired: another worker may already hold it
@@ -271,37 +270,28 @@ def _stash(session: Session) -> dict[str, Any]:
 
 
 def _lock(session: Session, be: Any, opd: str) -> None:
-    """Serialise lookup-to-commit per OPD across workers (Redis only; released after commit)."""
-    if not isinstance(be, RedisBackend):
-        return
-    st = _stash(session)
-    if st.get("lock") is not None or "locks" in st:  # one lock (or a batch's attempt at its set) per transaction
-        return
-    # Called after the claim, i.e. holding the database's write lock on SQLite: wait only briefly, a
-    # worker holding this lock may be waiting for the database (core.batch takes its locks first).
-    lock = be.r.lock(f"{RedisBackend.PREFIX}lock:{opd}", timeout=30, blocking_timeout=2)
-    if lock.acquire():
-        st["lock"] = lock
+    """Serialise lookup-to-commit per OPD across workers (Redis only; released after commit).
+    Called after the claim, i.e. holding SQLite's write lock: wait only briefly, since a worker holding
+    this lock may be waiting for the database (batches take theirs before writing, with lock_opds)."""
+    if "locks" not in _stash(session):  # one attempt per transaction
+        lock_opds(session, be, [opd], wait_s=2)
 
 
-def lock_opds(session: Session, be: Any, opds: list[str]) -> None:
-    """A batch's version of `_lock`: every OPD it looks up, all or none in one script call (no
-    deadlock between workers, no round trip per OPD), held until the batch commits."""
+def lock_opds(session: Session, be: Any, opds: list[str], wait_s: float = 30) -> None:
+    """Take the OPDs' locks not held yet, all or none in one script call (no deadlock between workers,
+    no round trip per OPD), held until the transaction commits or rolls back."""
     if not isinstance(be, RedisBackend) or not opds:
         return
-    st = _stash(session)
-    st.setdefault("locks", [])  # tried: `_lock` will not wait again inside this transaction
-    held = {k for lock in st["locks"] for k in lock.keys}
-    if st.get("lock") is not None:
-        held.add(st["lock"].name)
-    keys = [k for k in (f"{RedisBackend.PREFIX}lock:{o}" for o in sorted(set(opds))) if k not in held]
-    lock = _OpdLocks(be.r, keys)
+    held = _stash(session).setdefault("locks", [])  # tried: `_lock` will not wait again in this transaction
+    mine = {k for lock in held for k in lock.keys}
+    keys = [k for k in (f"{RedisBackend.PREFIX}lock:{o}" for o in sorted(set(opds))) if k not in mine]
+    lock = _OpdLocks(be.r, keys, wait_s)
     if keys and lock.acquire():
-        st.setdefault("locks", []).append(lock)
+        held.append(lock)
 
 
 class _OpdLocks:
-    """Several of `_lock`'s keys taken together (same keys, so both exclude each other)."""
+    """Per-OPD lock keys taken together; each expires after TTL_S if its worker dies."""
 
     ACQUIRE = """
 for i, k in ipairs(KEYS) do if redis.call('EXISTS', k) == 1 then return 0 end end
@@ -313,18 +303,20 @@ for i, k in ipairs(KEYS) do if redis.call('GET', k) == ARGV[1] then redis.call('
 return 1
 """
 
-    def __init__(self, client: Any, keys: list[str], timeout_s: float = 30) -> None:
+    TTL_S = 30
+
+    def __init__(self, client: Any, keys: list[str], wait_s: float) -> None:
         import uuid
 
-        self.r, self.keys, self.timeout, self.token = client, keys, timeout_s, uuid.uuid4().hex
+        self.r, self.keys, self.wait, self.token = client, keys, wait_s, uuid.uuid4().hex
 
     def acquire(self) -> bool:
         import time
 
-        deadline, pause = time.monotonic() + self.timeout, 0.0005
-        while not self.r.eval(self.ACQUIRE, len(self.keys), *self.keys, self.token, int(self.timeout * 1000)):
+        deadline, pause = time.monotonic() + self.wait, 0.0005
+        while not self.r.eval(self.ACQUIRE, len(self.keys), *self.keys, self.token, self.TTL_S * 1000):
             if time.monotonic() > deadline:
-                log.warning("dedup: OPD locks still busy after %.0f s; going on without them", self.timeout)
+                log.warning("dedup: OPD locks still busy after %.0f s; going on without them", self.wait)
                 return False
             time.sleep(pause)
             pause = min(0.005, pause * 2)
@@ -332,11 +324,6 @@ return 1
 
     def release(self) -> None:
         self.r.eval(self.RELEASE, len(self.keys), *self.keys, self.token)
-
-
-def candidates_many(be: MemoryBackend | RedisBackend, queries: list[list[str]]) -> list[dict[int, dict]]:
-    """Candidates for many reports at once (one Redis round trip for the buckets, one for the documents)."""
-    return be.candidates_many(queries)
 
 
 def index_buckets(cfg: AppConfig, f: Features, opd: str) -> list[str]:
@@ -428,15 +415,24 @@ def _find_repeat(session: Session, cfg: AppConfig, msg: Message, f: Features, op
                Message.received_at >= msg.received_at - span, Message.received_at <= msg.received_at + span,
                Ticket.status.in_(OPEN))
     ).all()
-    best: Match | None = None
-    for other, code in rows:
-        of = features_of(other, None)
+    hit = best_repeat(cfg, f, opd, ((o.id, features_of(o, None), o.ticket_id, code) for o, code in rows))
+    if hit is None:
+        return None
+    score, other_id, reasons, ticket_id = hit
+    return Match(ticket_id=ticket_id, kind="repeat", score=score, reasons={**reasons, "matched_message": other_id})
+
+
+def best_repeat(cfg: AppConfig, f: Features, opd: str,
+                earlier: Iterable[tuple[int, Features, Any, str | None]]) -> tuple[float, int, dict, Any] | None:
+    """Which of the sender's own earlier reports (message id, features, ticket, its OPD) this one
+    repeats: (score, message id, reasons, ticket) of the best, or None."""
+    best: tuple[float, int, dict, Any] | None = None
+    for other_id, of, ticket, code in earlier:
         if code is not None and code != opd and jaccard(f.words, of.words) < 0.8:
             continue  # never across OPDs, unless it is the same text
         verdict = judge(f, of, cfg, same_sender=True)
-        if verdict is not None and (best is None or verdict[0] > best.score):
-            best = Match(ticket_id=other.ticket_id, kind="repeat", score=verdict[0],
-                         reasons={**verdict[1], "matched_message": other.id})
+        if verdict is not None and (best is None or verdict[0] > best[0]):
+            best = (verdict[0], other_id, verdict[1], ticket)
     return best
 
 

@@ -8,7 +8,7 @@ from sqlmodel import select
 
 from core.intake import accept_many
 from core.message import InboundMessage
-from core.models import Message, Ticket
+from core.models import Event, Message, Ticket
 
 FLOOD = ["Banjir setinggi lutut di Jl. Dharmahusada depan RS, saluran got tersumbat sampah",
          "jl dharmahusada banjir lagi min, got depan rumah sakit buntu",
@@ -58,7 +58,8 @@ def _stream(prefix: str, shift: timedelta) -> list[InboundMessage]:
 
 
 def _what_happened(s, ids: list[int]) -> list[tuple]:  # type: ignore[no-untyped-def]
-    """Per message: kind, OPD, the templates of its replies, and which earlier message opened its ticket."""
+    """Per message: kind, OPD, the templates of its replies, which earlier message opened its ticket,
+    and what the dedup record and the events say (their fields)."""
     rows = {m.id: m for m in s.exec(select(Message).where(Message.id.in_(ids)))}
     opener: dict[int, int] = {}
     out = []
@@ -66,8 +67,10 @@ def _what_happened(s, ids: list[int]) -> list[tuple]:  # type: ignore[no-untyped
         m = rows[mid]
         t = s.get(Ticket, m.ticket_id) if m.ticket_id else None
         replies = sorted(r.template for r in s.exec(select(Message).where(Message.reply_to_id == mid)))
+        events = sorted((e.action, sorted(e.data or {})) for e in s.exec(select(Event).where(Event.message_id == mid)))
         first = opener.setdefault(m.ticket_id, pos) if m.ticket_id else None
-        out.append((m.state, m.kind, t.opd_code if t else None, t.reporters if t else None, replies, first))
+        out.append((m.state, m.kind, t.opd_code if t else None, t.reporters if t else None, replies, first,
+                    sorted(m.dedup or {}), events))
     return out
 
 
