@@ -62,20 +62,21 @@ def run_burst(messages: int, seconds: float, workers: int, progress=None) -> dic
         lock = threading.Lock()
         t0 = time.perf_counter()
 
-        def post(i: int) -> None:
+        def post(client: httpx.Client, i: int) -> None:
             target = t0 + i * seconds / messages
             if (delay := target - time.perf_counter()) > 0:
                 time.sleep(delay)
-            with httpx.Client(timeout=30) as c:
-                code = c.post(f"{base}/webhooks/telegram", json=updates[i],
-                              headers={"X-Telegram-Bot-Api-Secret-Token": SECRET}).status_code
+            code = client.post(f"{base}/webhooks/telegram", json=updates[i],
+                               headers={"X-Telegram-Bot-Api-Secret-Token": SECRET}).status_code
             with lock:
                 codes[code] += 1
                 if progress and sum(codes.values()) % 250 == 0:
                     progress(sum(codes.values()), messages * 2)
 
-        with ThreadPoolExecutor(32) as ex:
-            list(ex.map(post, range(messages)))
+        # One pooled client, as Telegram itself keeps its webhook connections open (max_connections
+        # 40 by default); a fresh client per request costs the generator ~25 ms of CPU in TLS setup.
+        with httpx.Client(timeout=30, limits=httpx.Limits(max_connections=32)) as client, ThreadPoolExecutor(32) as ex:
+            list(ex.map(lambda i: post(client, i), range(messages)))
         sent_s = time.perf_counter() - t0
         from core.db import database_url
 
