@@ -89,13 +89,33 @@ def _env(base: Path) -> dict[str, str]:
 
 def _start_workers(n: int, env: dict[str, str], queues: str = "inbound") -> list[subprocess.Popen]:
     """Worker processes whose logs go to worker-N.log in the benchmark's data dir."""
-    procs = []
+    procs, names = [], []
     for i in range(n):
+        names.append(f"bench-{os.getpid()}-{i}-{time.time_ns()}")
         with open(Path(env["ADUAN_DATA_DIR"]) / f"worker-{i}.log", "ab") as log:
             procs.append(subprocess.Popen([sys.executable, "-m", "core.cli", "worker", "--queues", queues, "--name",
-                                           f"bench-{os.getpid()}-{i}-{time.time_ns()}"], env=env,
-                                          stdout=subprocess.DEVNULL, stderr=log))
+                                           names[-1]], env=env, stdout=subprocess.DEVNULL, stderr=log))
+    _wait_registered(names, procs)
     return procs
+
+
+def _wait_registered(names: list[str], procs: list[subprocess.Popen], timeout: float = 120) -> None:
+    """The clock starts once every worker has loaded its models and registered with RQ: the figures
+    are the hub's steady state, not its start-up (which `aduan up` reports on its own)."""
+    from rq import Worker
+
+    from core.redisconn import get_redis
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(p.poll() is not None for p in procs):
+            _stop(procs)
+            raise RuntimeError("a benchmark worker exited at start; see worker-N.log in the data dir")
+        if set(names) <= {w.name for w in Worker.all(connection=get_redis())}:
+            return
+        time.sleep(0.1)
+    _stop(procs)
+    raise RuntimeError(f"the workers did not register with Redis within {timeout:.0f} s")
 
 
 def _peak_rss_mb(pid: int) -> float:
@@ -136,7 +156,6 @@ def pipeline_run(workers: int, msgs: list[dict], env: dict[str, str], progress=N
     parsed = [InboundMessage.model_validate(m) for m in msgs]
     unique = len({(m.channel, m.external_id) for m in parsed})
     procs = _start_workers(workers, env)
-    time.sleep(1.5)  # workers load the classifier before the clock starts
     engine = get_engine()
     base = _processed(engine)
     t0 = time.perf_counter()
@@ -162,8 +181,13 @@ def pipeline_run(workers: int, msgs: list[dict], env: dict[str, str], progress=N
     return run
 
 
+WARMUP_S = 2
+
+
 def steady_latency(rate: int, seconds: int, msgs: list[dict], env: dict[str, str], workers: int) -> tuple[float, float]:
-    """p50/p99 ms from intake (stored) to acknowledgement queued, at a steady arrival rate."""
+    """p50/p99 ms from intake (stored) to acknowledgement queued, at a steady arrival rate, after
+    WARMUP_S seconds at that rate that are not counted (each worker's first batches compile its
+    SQL statements and load its Redis scripts)."""
     from sqlalchemy import text
 
     from core.db import get_engine
@@ -171,15 +195,15 @@ def steady_latency(rate: int, seconds: int, msgs: list[dict], env: dict[str, str
     from core.message import InboundMessage
 
     procs = _start_workers(workers, env)
-    time.sleep(1.5)
     first_id = None
     t0 = time.perf_counter()
-    for i, m in enumerate(msgs[: rate * seconds]):
+    for i, m in enumerate(msgs[: rate * (seconds + WARMUP_S)]):
         target = t0 + i / rate
         if (delay := target - time.perf_counter()) > 0:
             time.sleep(delay)
         res = accept(InboundMessage.model_validate(m))
-        first_id = first_id or res.message_id
+        if i == rate * WARMUP_S:
+            first_id = res.message_id
     time.sleep(2)
     _stop(procs)
     with get_engine().connect() as c:
@@ -206,7 +230,6 @@ def rq_noop_run(workers: int, n: int, env: dict[str, str]) -> Run:
     q = Queue("bench-noop", connection=get_redis(), serializer=JSONSerializer)
     q.empty()
     procs = _start_workers(workers, env, queues="bench-noop")
-    time.sleep(1.5)
     t0 = time.perf_counter()
     for i in range(n):
         q.enqueue("workers.jobs.noop", i, result_ttl=0)
@@ -220,7 +243,7 @@ def rq_noop_run(workers: int, n: int, env: dict[str, str]) -> Run:
 
 
 def bench(messages: int, workers: list[int], steady_rate: int = 200, steady_seconds: int = 10,
-          progress=None) -> dict:  # type: ignore[no-untyped-def]
+          steady_workers: int = 0, progress=None) -> dict:  # type: ignore[no-untyped-def]
     """Run the whole benchmark in a scratch data dir (or on REDIS_URL/DATABASE_URL) and return figures."""
     tmp = Path(tempfile.mkdtemp(prefix="aduan-bench-"))
     env = _env(tmp)
@@ -240,9 +263,11 @@ def bench(messages: int, workers: list[int], steady_rate: int = 200, steady_seco
         run = pipeline_run(w, msgs, env, progress)
         result["runs"].append(asdict(run))
         result["rq_noop"].append(asdict(rq_noop_run(w, messages, env)))
-    p50, p99 = steady_latency(steady_rate, steady_seconds, generate(steady_rate * steady_seconds, rng,
-                                                                    start + timedelta(days=300)), env, max(workers))
-    result["steady"] = {"rate": steady_rate, "seconds": steady_seconds, "p50_ms": p50, "p99_ms": p99}
+    # More workers than cores only take turns (docs/deploy.md): the latency run uses one per core by default.
+    steady_w = steady_workers or min(max(workers), os.cpu_count() or 1)
+    p50, p99 = steady_latency(steady_rate, steady_seconds, generate(steady_rate * (steady_seconds + WARMUP_S), rng,
+                                                                    start + timedelta(days=300)), env, steady_w)
+    result["steady"] = {"rate": steady_rate, "seconds": steady_seconds, "workers": steady_w, "p50_ms": p50, "p99_ms": p99}
     for run, noop in zip(result["runs"], result["rq_noop"]):
         run["ratio_vs_rq_noop"] = run["per_second"] / noop["per_second"]
     if "unix://" in env["REDIS_URL"]:

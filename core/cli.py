@@ -176,6 +176,8 @@ def bench_pipeline(messages: int = typer.Option(5000, min=100, help="Messages pe
                    workers: str = typer.Option("1,2,4", help="Worker counts to run, e.g. 1,2,4."),
                    steady_rate: int = typer.Option(200, help="Arrival rate for the latency run (messages/s)."),
                    steady_seconds: int = typer.Option(10, help="Length of the latency run."),
+                   steady_workers: int = typer.Option(0, min=0, help="Workers for the latency run "
+                                                      "(0: one per CPU core, at most the largest of --workers)."),
                    as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON.")) -> None:
     """End-to-end throughput with 1, 2, 4 workers, p50/p99 latency, memory, and plain RQ beside it."""
     from rich.progress import Progress
@@ -188,7 +190,7 @@ def bench_pipeline(messages: int = typer.Option(5000, min=100, help="Messages pe
         fail(f"--workers {workers!r}: give numbers separated by commas, e.g. 1,2,4")
     with Progress(transient=True, console=_stderr()) as bar:
         task = bar.add_task("benchmark", total=None)
-        res = bench(messages, counts, steady_rate, steady_seconds,
+        res = bench(messages, counts, steady_rate, steady_seconds, steady_workers=steady_workers,
                     progress=lambda done, total: bar.update(task, completed=done, total=total))
     if as_json:
         typer.echo(json.dumps(res, indent=2))
@@ -199,7 +201,7 @@ def bench_pipeline(messages: int = typer.Option(5000, min=100, help="Messages pe
         typer.echo(f"{run['workers']:>7} {run['messages']:>8} {run['per_second']:>9.0f} {noop['per_second']:>11.0f} "
                    f"{run['ratio_vs_rq_noop']:>6.2f} {max(run['peak_rss_mb'] or [0]):>15.0f}")
     st = res["steady"]
-    typer.echo(f"latency intake -> acknowledgement queued at {st['rate']} msg/s: "
+    typer.echo(f"latency intake -> acknowledgement queued at {st['rate']} msg/s, {st['workers']} worker(s): "
                f"p50 {st['p50_ms']:.0f} ms, p99 {st['p99_ms']:.0f} ms")
 
 
