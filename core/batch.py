@@ -73,13 +73,10 @@ def process_batch(session: Session, cfg: AppConfig, ids: list[int]) -> tuple[lis
         [r.text or "" for r in rows], [r.channel for r in rows])))
     items: list[Item] = []
     try:
-        items = _prepare(cfg, fast, decisions)  # the CPU work, before any lock is taken
+        items = _prepare(cfg, fast, decisions)  # the CPU work, before the transaction reads
     except Exception as exc:  # noqa: BLE001 - e.g. a malformed location: one at a time isolates it
         _fallback(exc, len(fast), 0.0)
         slow, fast = sorted(slow + fast, key=lambda r: r.id), []
-    # Every OPD lock the batch needs, before its first write: waiting for one while holding SQLite's
-    # write lock could wait on a worker that holds it and waits for the database.
-    dedup.lock_opds(session, dedup.backend(session, cfg), [d.opd or d.candidate or "-" for d in decisions.values()])
     outcomes: list[Outcome] = []
     if fast:
         t0 = time.monotonic()
@@ -89,7 +86,7 @@ def process_batch(session: Session, cfg: AppConfig, ids: list[int]) -> tuple[lis
             with session.begin_nested():
                 outcomes = _write(session, cfg, *plan)
         except Exception as exc:  # noqa: BLE001 - the one-at-a-time path isolates the culprit
-            session.rollback()  # nothing else was written yet: let go of SQLite's write lock and the OPD locks
+            session.rollback()  # nothing else was written yet: let go of SQLite's write lock
             if not isinstance(exc, _Lost):
                 _fallback(exc, len(fast), time.monotonic() - t0)
             slow = sorted(slow + fast, key=lambda r: r.id)
@@ -157,6 +154,7 @@ def _write(session: Session, cfg: AppConfig, items: list[Item], complaints: list
     now = utcnow()
     _claim(session, [it.row for it in items])
     ticket_ids = _insert_tickets(session, cfg, new_tickets, now)
+    dedup.opened(session, ticket_ids)
     for it in complaints:
         if it.new is not None:
             it.ticket = ticket_ids[it.new]
@@ -176,7 +174,9 @@ def _deduplicate(session: Session, cfg: AppConfig, items: list[Item], new_ticket
     reporter's case, or opens a ticket. Earlier messages of the batch count as history."""
     repeats = _repeat_history(session, cfg, items)
     queries = [it.names for it in items]
-    found = dedup.backend(session, cfg).candidates_many(queries)
+    be = dedup.backend(session, cfg)
+    dedup.looking_up(session, be)
+    found = be.candidates_many(queries)
     open_now = _open_tickets(session, {d for c in found for d in c})
     batch_docs: list[tuple[Item, set[str]]] = []  # this batch's indexed reports, as later ones see them
     for it, names, cands in zip(items, queries, found):

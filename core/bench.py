@@ -8,6 +8,7 @@ benchmark messages). Worker processes are real `aduan worker` processes on the i
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import statistics
@@ -246,6 +247,7 @@ def bench(messages: int, workers: list[int], steady_rate: int = 200, steady_seco
           steady_workers: int = 0, progress=None) -> dict:  # type: ignore[no-untyped-def]
     """Run the whole benchmark in a scratch data dir (or on REDIS_URL/DATABASE_URL) and return figures."""
     tmp = Path(tempfile.mkdtemp(prefix="aduan-bench-"))
+    logging.getLogger("core.intake").setLevel(logging.WARNING)  # not a line per generated message
     env = _env(tmp)
     os.environ.update({k: env[k] for k in ("ADUAN_DATA_DIR", "ADUAN_CONFIG", "REDIS_URL")})
     from core.config import get_config

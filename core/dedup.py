@@ -11,8 +11,9 @@ Layers (the pipeline calls `find_match` before opening a ticket and `index` afte
    Candidates are finally checked against the database (the message's *current* ticket, open,
    same OPD), so operators' merges and splits are respected without touching the index.
 
-With Redis, a per-OPD lock is held from lookup until the transaction commits, so two workers
-processing two reports of one new problem at the same moment still make one case. Operators'
+Workers take no lock: two reports of one new problem processed at the same moment by two workers
+may each open a ticket, and the later of the two to commit merges its ticket into the other's
+right after (core.dedup_race), so they still end as one case. Operators'
 `merge` and `split` live here too; both are logged with what the automatic decision saw, as
 examples for tuning the thresholds (`examples`).
 """
@@ -236,29 +237,19 @@ def _after_commit(session: Session) -> None:
         by_backend.setdefault(id(be), (be, []))[1].append((doc_id, doc, buckets))
     for be, docs in by_backend.values():
         try:
-            if hasattr(be, "add_many"):
-                be.add_many(docs)
-            else:
-                for doc_id, doc, buckets in docs:
-                    be.add(doc_id, doc, buckets)
+            seq = be.add_many(docs)
         except Exception:  # noqa: BLE001 - the cases exist; only later lookups lose them
             log.exception("dedup: could not index %d message(s)", len(docs))
-    _release(pending)
+            continue
+        if pending.get("opened") and "seen" in pending:  # for core.dedup_race.settle, after the commit
+            from core.dedup_race import SETTLE, Written
+
+            session.info[SETTLE] = Written(be, pending["seen"], seq, docs, set(pending["opened"]))
 
 
 def _after_transaction_end(session: Session, tx: Any) -> None:
-    if tx.parent is None and not tx.nested:  # the outer transaction: rolled back if still pending
-        pending = session.info.pop(_STASH, None)
-        if pending:
-            _release(pending)
-
-
-def _release(pending: dict[str, Any]) -> None:
-    for lock in pending.get("locks", ()):
-        try:
-            lock.release()
-        except Exception:  # noqa: BLE001 - expired: another worker may already hold it
-            pass
+    if tx.parent is None and not tx.nested:  # the outer transaction ended: a rollback indexes nothing
+        session.info.pop(_STASH, None)
 
 
 def _stash(session: Session) -> dict[str, Any]:
@@ -269,61 +260,17 @@ def _stash(session: Session) -> dict[str, Any]:
     return session.info.setdefault(_STASH, {"add": []})
 
 
-def _lock(session: Session, be: Any, opd: str) -> None:
-    """Serialise lookup-to-commit per OPD across workers (Redis only; released after commit).
-    Called after the claim, i.e. holding SQLite's write lock: wait only briefly, since a worker holding
-    this lock may be waiting for the database (batches take theirs before writing, with lock_opds)."""
-    if "locks" not in _stash(session):  # one attempt per transaction
-        lock_opds(session, be, [opd], wait_s=2)
+def looking_up(session: Session, be: Any) -> None:
+    """Before the transaction's first lookup: note how far the index was visible (core.dedup_race)."""
+    st = _stash(session)
+    if "seen" not in st:
+        st["seen"] = be.seq()
 
 
-def lock_opds(session: Session, be: Any, opds: list[str], wait_s: float = 30) -> None:
-    """Take the OPDs' locks not held yet, all or none in one script call (no deadlock between workers,
-    no round trip per OPD), held until the transaction commits or rolls back."""
-    if not isinstance(be, RedisBackend) or not opds:
-        return
-    held = _stash(session).setdefault("locks", [])  # tried: `_lock` will not wait again in this transaction
-    mine = {k for lock in held for k in lock.keys}
-    keys = [k for k in (f"{RedisBackend.PREFIX}lock:{o}" for o in sorted(set(opds))) if k not in mine]
-    lock = _OpdLocks(be.r, keys, wait_s)
-    if keys and lock.acquire():
-        held.append(lock)
-
-
-class _OpdLocks:
-    """Per-OPD lock keys taken together; each expires after TTL_S if its worker dies."""
-
-    ACQUIRE = """
-for i, k in ipairs(KEYS) do if redis.call('EXISTS', k) == 1 then return 0 end end
-for i, k in ipairs(KEYS) do redis.call('SET', k, ARGV[1], 'PX', ARGV[2]) end
-return 1
-"""
-    RELEASE = """
-for i, k in ipairs(KEYS) do if redis.call('GET', k) == ARGV[1] then redis.call('DEL', k) end end
-return 1
-"""
-
-    TTL_S = 30
-
-    def __init__(self, client: Any, keys: list[str], wait_s: float) -> None:
-        import uuid
-
-        self.r, self.keys, self.wait, self.token = client, keys, wait_s, uuid.uuid4().hex
-
-    def acquire(self) -> bool:
-        import time
-
-        deadline, pause = time.monotonic() + self.wait, 0.0005
-        while not self.r.eval(self.ACQUIRE, len(self.keys), *self.keys, self.token, self.TTL_S * 1000):
-            if time.monotonic() > deadline:
-                log.warning("dedup: OPD locks still busy after %.0f s; going on without them", self.wait)
-                return False
-            time.sleep(pause)
-            pause = min(0.005, pause * 2)
-        return True
-
-    def release(self) -> None:
-        self.r.eval(self.RELEASE, len(self.keys), *self.keys, self.token)
+def opened(session: Session, ticket_ids: Iterable[int]) -> None:
+    """Tickets this transaction opened: merged into another worker's concurrent case if they turn out
+    to be the same problem (core.dedup_race)."""
+    _stash(session).setdefault("opened", set()).update(ticket_ids)
 
 
 def index_buckets(cfg: AppConfig, f: Features, opd: str) -> list[str]:
@@ -361,7 +308,7 @@ def find_match(session: Session, cfg: AppConfig, msg: Message, decision: Decisio
     if repeat is not None:
         return repeat
     be = backend(session, cfg)
-    _lock(session, be, opd)
+    looking_up(session, be)
     assert msg.received_at is not None
     now, window = msg.received_at.timestamp(), window_days(cfg, decision.opd) * 86400
     scored: list[tuple[float, int, dict]] = []
@@ -448,6 +395,8 @@ def index(session: Session, cfg: AppConfig, ticket: Ticket, msg: Message) -> Non
     """Remember a new case so later reports of the same problem find it (after commit)."""
     cached = session.info.pop("aduan_dedup_features", None)
     f = cached[1] if cached and cached[0] == msg.id else features_of(msg, None)
+    if ticket.id is not None:
+        opened(session, [ticket.id])
     # Triage tickets ("-") are not offered as cases until an operator routes them.
     _remember(session, cfg, msg, f, ticket.opd_code or "-")
 

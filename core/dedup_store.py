@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 BUCKET_CAP = 64  # newest entries kept per bucket
 CANDIDATES = 30  # candidates judged per lookup
+ADDS_KEPT = 10_000  # recent index writes remembered for settling races between workers (core.dedup_race)
 
 
 class Backend(Protocol):
@@ -38,8 +39,11 @@ def _hits(buckets: list[str], lists: list[Any]) -> "Counter[int]":
 
 # Lua keeps the per-bucket work inside Redis: one command instead of three (or one) per bucket.
 _PUSH_ALL = """
-local cap, ttl, k = tonumber(ARGV[1]), tonumber(ARGV[2]), 1
-for d = 3, #ARGV, 2 do
+local cap, ttl, prefix, k = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], 1
+local seq = redis.call('INCR', prefix .. 'seq')
+local ids = {}
+for d = 4, #ARGV, 2 do
+  ids[#ids + 1] = ARGV[d]
   for j = 1, tonumber(ARGV[d + 1]) do
     redis.call('LPUSH', KEYS[k], ARGV[d])
     redis.call('LTRIM', KEYS[k], 0, cap - 1)
@@ -47,8 +51,10 @@ for d = 3, #ARGV, 2 do
     k = k + 1
   end
 end
-return k - 1
-"""
+redis.call('ZADD', prefix .. 'adds', seq, seq .. ':' .. table.concat(ids, ','))
+redis.call('ZREMRANGEBYRANK', prefix .. 'adds', 0, -(ADDS_KEPT + 1))
+return seq
+""".replace("ADDS_KEPT", str(ADDS_KEPT))
 # ARGV: limit, cap, number of queries, each query's number of keys, then one weight per key.
 # The ranking is _top's: most weight first, newest (highest id) first among equals.
 _TOP_ALL = """
@@ -100,6 +106,14 @@ class MemoryBackend:
                 if len(cur) > 2 * BUCKET_CAP:
                     del cur[:-BUCKET_CAP]
 
+    def add_many(self, docs: list[tuple[int, dict[str, Any], list[str]]]) -> int:
+        for doc_id, doc, buckets in docs:
+            self.add(doc_id, doc, buckets)
+        return 0
+
+    def seq(self) -> int:
+        return 0  # one process: no other worker's writes to race with
+
     def candidates(self, buckets: list[str], limit: int = CANDIDATES) -> dict[int, dict[str, Any]]:
         return self.candidates_many([buckets], limit)[0]
 
@@ -128,21 +142,35 @@ class RedisBackend:
     def add(self, doc_id: int, doc: dict[str, Any], buckets: list[str]) -> None:
         self.add_many([(doc_id, doc, buckets)])
 
-    def add_many(self, docs: list[tuple[int, dict[str, Any], list[str]]]) -> None:
+    def add_many(self, docs: list[tuple[int, dict[str, Any], list[str]]]) -> int:
         """Many reports in one round trip: the documents, then one script call that pushes every id
-        onto its buckets (push, trim, expire inside Redis)."""
+        onto its buckets (push, trim, expire inside Redis). Returns the write's sequence number:
+        every write numbered up to `seq()` is fully visible to a lookup made after reading it."""
         if not docs:
-            return
+            return 0
         p = self.r.pipeline(transaction=False)
         keys: list[str] = []
-        args: list[Any] = [BUCKET_CAP, self.ttl]
+        args: list[Any] = [BUCKET_CAP, self.ttl, self.PREFIX]
         for doc_id, doc, buckets in docs:
             p.set(f"{self.PREFIX}doc:{doc_id}", json.dumps(doc, separators=(",", ":")), ex=self.ttl)
             keys += [self.PREFIX + n for n in buckets]
             args += [doc_id, len(buckets)]
-        if keys:
-            p.eval(_PUSH_ALL, len(keys), *keys, *args)
-        p.execute()
+        p.eval(_PUSH_ALL, len(keys), *keys, *args)
+        return int(p.execute()[-1])
+
+    def seq(self) -> int:
+        """The number of the latest index write."""
+        return int(self.r.get(self.PREFIX + "seq") or 0)
+
+    def written_between(self, after: int, before: int) -> dict[int, dict[str, Any]]:
+        """The documents of index writes numbered strictly between `after` and `before` (other
+        workers' commits that a lookup made at `after` could not see)."""
+        if before - after < 2:
+            return {}
+        ids = sorted({int(i) for entry in self.r.zrangebyscore(self.PREFIX + "adds", f"({after}", f"({before}")
+                      for i in entry.decode().split(":", 1)[1].split(",") if i})
+        raw = self.r.mget([f"{self.PREFIX}doc:{i}" for i in ids]) if ids else []
+        return {i: json.loads(v) for i, v in zip(ids, raw) if v is not None}
 
     def candidates(self, buckets: list[str], limit: int = CANDIDATES) -> dict[int, dict[str, Any]]:
         return self.candidates_many([buckets], limit)[0]

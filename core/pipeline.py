@@ -162,9 +162,6 @@ def process_each(session: Session, cfg: AppConfig, ids: list[int],
     todo = [i for i in order if i not in known]
     fresh = get_classifier(cfg).classify_many([rows[i].text or "" for i in todo], [rows[i].channel for i in todo])
     by_id = {**known, **dict(zip(todo, fresh))}
-    # The OPD locks before the first write: waiting for one while holding SQLite's write lock could
-    # wait on a worker that holds the lock and waits for the database.
-    dedup.lock_opds(session, dedup.backend(session, cfg), [by_id[i].opd or by_id[i].candidate or "-" for i in order])
     outcomes: list[Outcome] = []
     failures: dict[int, Exception] = {}
     for mid in order:

@@ -90,3 +90,31 @@ def test_two_workers_and_web_share_the_work_exactly_once(tmp_path: Path, pg_serv
         for p in procs:
             p.wait(timeout=20)
         provider.stop()
+
+
+def test_bench_pipeline_reports_every_figure_on_real_redis_and_postgresql(pg_server: str, redis_server: str) -> None:
+    """`aduan bench pipeline` against REDIS_URL/DATABASE_URL: every message through real workers, the
+    figures the issue asks for printed for each worker count, RQ measured beside it."""
+    import os
+
+    import redis
+
+    redis.Redis.from_url(redis_server).flushdb()
+    env = {**os.environ, "REDIS_URL": redis_server, "DATABASE_URL": _create_pg_database(pg_server)}
+    out = subprocess.run([sys.executable, "-m", "core.cli", "bench", "pipeline", "--messages", "200", "--workers", "1,2",
+                          "--steady-rate", "50", "--steady-seconds", "2", "--json"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    res = json.loads(out.stdout)
+    assert res["backend"] == {"redis": "REDIS_URL", "database": "DATABASE_URL"}
+    assert [(r["workers"], r["messages"], len(r["peak_rss_mb"])) for r in res["runs"]] == [(1, 200, 1), (2, 200, 2)]
+    for run, noop in zip(res["runs"], res["rq_noop"]):
+        assert run["per_second"] > 0 and noop["per_second"] > 0 and all(mb > 50 for mb in run["peak_rss_mb"])
+        assert run["ratio_vs_rq_noop"] == run["per_second"] / noop["per_second"]
+    st = res["steady"]
+    assert st["workers"] == min(2, os.cpu_count() or 1) and 0 < st["p50_ms"] <= st["p99_ms"]
+    with create_engine(env["DATABASE_URL"]).connect() as c:  # every message processed, each acknowledged once
+        left = c.execute(text("SELECT count(*) FROM message WHERE direction='in' AND state='stored'")).scalar_one()
+        twice = c.execute(text("SELECT count(*) FROM (SELECT reply_to_id FROM message WHERE direction='out' "
+                               "AND template LIKE 'ack%' GROUP BY reply_to_id HAVING count(*) > 1) d")).scalar_one()
+    assert left == 0 and twice == 0

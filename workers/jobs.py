@@ -7,6 +7,7 @@ import logging
 from core.config import AppConfig, get_config
 from core.logs import bind, unbind
 from core.db import session_scope
+from core.dedup_race import settle
 from core.pipeline import process
 from core.queue import enqueue_outbound
 from core.replies import deliver
@@ -33,6 +34,7 @@ def process_inbound(message_id: int) -> dict | None:
     try:
         with session_scope() as session:
             outcome = process(session, cfg, message_id)
+        settle(session, cfg)
     except Exception as exc:
         _record_failure(message_id, exc, cfg.queue.inbound_retry_delays)
         log.exception("processing failed")
@@ -76,6 +78,7 @@ def drain_inbound() -> dict:
             enqueue_drain()
         with session_scope() as session:
             outcomes, failures = process_batch(session, cfg, ids)
+        settle(session, cfg)  # a ticket opened at the same moment as another worker's case joins it
         delays = cfg.queue.inbound_retry_delays
         for mid, exc in failures.items():
             _record_failure(mid, exc, delays)
