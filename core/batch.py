@@ -40,7 +40,8 @@ M, T = Message.__table__, Ticket.__table__  # type: ignore[attr-defined]
 
 
 class _Lost(Exception):
-    """Another worker claimed one of the batch's messages first: redo the batch one at a time."""
+    """Another worker claimed one of the batch's messages first (the same id queued twice, e.g. by a
+    provider's re-delivery of a message still waiting): redo the batch without it."""
 
 
 @dataclass
@@ -62,7 +63,8 @@ class Item:
     names: list[str] = field(default_factory=list)  # the dedup buckets a lookup reads
 
 
-def process_batch(session: Session, cfg: AppConfig, ids: list[int]) -> tuple[list[Outcome], dict[int, Exception]]:
+def process_batch(session: Session, cfg: AppConfig, ids: list[int],
+                  retries: int = 2) -> tuple[list[Outcome], dict[int, Exception]]:
     """Process the stored messages among `ids` inside `session` (the caller commits).
     Returns (outcomes, failures); a failed message is rolled back alone and retried by the caller."""
     rows = session.execute(select(M).where(M.c.id.in_(ids), M.c.state == "stored").order_by(M.c.id)).all()
@@ -87,6 +89,8 @@ def process_batch(session: Session, cfg: AppConfig, ids: list[int]) -> tuple[lis
                 outcomes = _write(session, cfg, *plan)
         except Exception as exc:  # noqa: BLE001 - the one-at-a-time path isolates the culprit
             session.rollback()  # nothing else was written yet: let go of SQLite's write lock
+            if isinstance(exc, _Lost) and retries:  # the rest still in bulk, not one at a time
+                return process_batch(session, cfg, ids, retries - 1)
             if not isinstance(exc, _Lost):
                 _fallback(exc, len(fast), time.monotonic() - t0)
             slow = sorted(slow + fast, key=lambda r: r.id)

@@ -99,3 +99,42 @@ def test_bulk_path_decides_exactly_like_one_message_at_a_time(hub, caplog) -> No
         a, b = _what_happened(s, ids_one), _what_happened(s, ids_bulk)
     assert sum(1 for x in a if x[1] == "case") >= 5 and sum(1 for x in a if x[1] == "repeat") >= 5
     assert a == b
+
+
+def test_a_message_another_worker_took_first_leaves_the_rest_of_the_batch_in_bulk(hub, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The same id can sit in two workers' batches (a provider re-delivered a message still waiting).
+    When the other worker claims it first, this batch is redone without it, still in bulk: nothing
+    is processed twice and the rest is not sent down the slow one-at-a-time path."""
+    import core.batch as batch
+    from core.db import session_scope
+    from core.pipeline import process
+
+    t0 = datetime(2026, 11, 21, 1, 0, tzinfo=timezone.utc)
+    ids = [r.message_id for r in accept_many([InboundMessage(channel="sms", external_id=f"l{i}", sender=f"+62811{i}",
+                                                             text=text, received_at=t0 + timedelta(minutes=i))
+                                              for i, text in enumerate(OTHERS)])]
+    real_plan, one_at_a_time, raced = batch._plan, [], []
+
+    def plan(session, cfg, items):  # type: ignore[no-untyped-def]
+        if not raced:  # the other worker commits ids[2] between this batch's reads and its claim
+            raced.append(ids[2])
+            with session_scope() as other:
+                process(other, cfg, ids[2])
+        return real_plan(session, cfg, items)
+
+    def each(session, cfg, todo, decisions=None):  # type: ignore[no-untyped-def]
+        one_at_a_time.extend(todo)
+        return real_each(session, cfg, todo, decisions)
+
+    real_each = batch.process_each
+    monkeypatch.setattr(batch, "_plan", plan)
+    monkeypatch.setattr(batch, "process_each", each)
+    with session_scope() as session:
+        outcomes, failures = batch.process_batch(session, hub.cfg, ids)
+    assert sorted(o.message_id for o in outcomes) == sorted(set(ids) - {ids[2]}) and not failures
+    assert one_at_a_time == []
+    with hub.session() as s:
+        rows = s.exec(select(Message).where(Message.direction == "in")).all()
+        acks = s.exec(select(Message).where(Message.direction == "out")).all()
+    assert {m.state for m in rows} == {"processed"}
+    assert sorted(a.reply_to_id for a in acks) == sorted(ids)  # each answered once, ids[2] by the other worker

@@ -53,7 +53,7 @@ def process_inbound(message_id: int) -> dict | None:
     return outcome.public()
 
 
-BATCH = 50  # messages per transaction: large enough to amortise, short enough not to block webhooks
+BATCH = 100  # messages per transaction: large enough to amortise, short enough not to block webhooks
 
 
 def drain_inbound() -> dict:
