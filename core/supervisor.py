@@ -66,7 +66,9 @@ def run_hub(workers: int, host: str, port: int, sandbox: bool = False, seed_demo
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     kids = _children(workers, host, port)
-    for kid in kids:
+    kids[0].start(env)  # the web first: webhooks are answered (and stored) while the workers load
+    _wait_listening(host, port, kids[0])
+    for kid in kids[1:]:
         kid.start(env)
     print(f"Aduan is up: console and webhooks on http://{host}:{port}, {workers} worker(s). Ctrl-C stops.",
           flush=True)
@@ -79,6 +81,21 @@ def run_hub(workers: int, host: str, port: int, sandbox: bool = False, seed_demo
         stop_embedded()
     print("Aduan stopped.", flush=True)
     return 0
+
+
+def _wait_listening(host: str, port: int, web: Child, timeout: float = 20) -> None:
+    """Until the web process accepts connections (or exits, or `timeout`): five processes importing
+    at once on a small server would make the web answer later than it needs to."""
+    import socket
+
+    target = "127.0.0.1" if host in ("", "0.0.0.0") else "::1" if host == "::" else host
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and web.proc is not None and web.proc.poll() is None:
+        try:
+            with socket.create_connection((target, port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
 
 
 def _watch(kid: Child, env: dict[str, str]) -> None:
