@@ -6,12 +6,13 @@ STAMP   := $(VENV)/.installed
 TSTAMP  := $(VENV)/.installed-test
 DEBS    := redis-server postgresql chromium
 
-.PHONY: run test install install-test system-deps lint clean help bench lock
+.PHONY: run test install install-test system-deps lint clean help bench lock audit
 
 help:
 	@echo "make run    - install, migrate and start the hub (http://127.0.0.1:8000)"
 	@echo "make test   - install test dependencies and services, run the whole suite"
 	@echo "make bench  - print pipeline and classifier benchmark figures"
+	@echo "make audit  - check the locked dependencies for known vulnerabilities (needs PyPI's JSON API or OSV)"
 
 # requirements.lock pins every dependency to the versions the suite was run with.
 $(STAMP): pyproject.toml requirements.lock
@@ -54,6 +55,10 @@ test: system-deps $(TSTAMP)
 
 bench: $(STAMP)
 	$(BIN)/aduan bench pipeline
+
+# Known vulnerabilities in the locked versions (pip-audit asks OSV / PyPI's JSON API: needs internet).
+audit: $(TSTAMP)
+	$(BIN)/pip-audit --strict --no-deps --disable-pip -r requirements.lock
 
 # Refresh requirements.lock after changing dependencies in pyproject.toml.
 lock: $(TSTAMP)

@@ -118,3 +118,19 @@ def test_bench_pipeline_reports_every_figure_on_real_redis_and_postgresql(pg_ser
         twice = c.execute(text("SELECT count(*) FROM (SELECT reply_to_id FROM message WHERE direction='out' "
                                "AND template LIKE 'ack%' GROUP BY reply_to_id HAVING count(*) > 1) d")).scalar_one()
     assert left == 0 and twice == 0
+
+
+def test_bench_burst_stores_processes_and_acknowledges_every_webhook_once(tmp_path: Path) -> None:
+    """`aduan bench burst`, small: a real `aduan up` on loopback takes signed Telegram webhooks from the
+    load generator; every one is answered 200, processed, and its citizen acknowledged once."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")}
+    out = subprocess.run([sys.executable, "-m", "core.cli", "bench", "burst", "--messages", "300", "--seconds", "5",
+                          "--workers", "1"], cwd=ROOT, env={**env, "ADUAN_DATA_DIR": str(tmp_path)},
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    res = json.loads(out.stdout)
+    assert res["http_status"] == {"200": 300} and res["chats_acknowledged_twice"] == 0
+    assert 0 < res["all_processed_after_seconds"] <= res["all_processed_and_acknowledged_after_seconds"]
+    assert res["acknowledgements"] >= 290  # the few non-complaints of the text pool are not acknowledged
