@@ -241,6 +241,7 @@ class _GroupCommit:
     def __init__(self) -> None:
         self.pending: list[tuple[InboundMessage, Any]] = []
         self.running = False
+        self.task: Any = None
 
     async def submit(self, msg: InboundMessage) -> Accepted:
         import asyncio
@@ -249,7 +250,7 @@ class _GroupCommit:
         self.pending.append((msg, fut))
         if not self.running:
             self.running = True
-            asyncio.get_running_loop().create_task(self._drain())
+            self.task = asyncio.get_running_loop().create_task(self._drain())  # kept: the loop holds tasks weakly
         return await fut
 
     async def _drain(self) -> None:
@@ -263,13 +264,17 @@ class _GroupCommit:
     async def _store(self, batch: list[tuple[InboundMessage, Any]]) -> None:
         import asyncio
 
+        from sqlalchemy.exc import InterfaceError, OperationalError
+
         try:
             results = await asyncio.to_thread(accept_many, [m for m, _ in batch])
         except Exception as exc:  # noqa: BLE001 - handed to the waiting request(s)
-            if len(batch) > 1:  # each message alone: only the bad one's request fails
-                await asyncio.gather(*(self._store([one]) for one in batch))
-            elif not batch[0][1].done():
-                batch[0][1].set_exception(exc)
+            if len(batch) > 1 and not isinstance(exc, (OperationalError, InterfaceError)):
+                await asyncio.gather(*(self._store([one]) for one in batch))  # only the bad one's request fails
+                return
+            for _, fut in batch:  # the database is down: every request answers 503 at once
+                if not fut.done():
+                    fut.set_exception(exc)
             return
         for (_, fut), res in zip(batch, results):
             if not fut.done():  # the provider may have hung up; the message is stored anyway
