@@ -218,7 +218,7 @@ def features_of(msg: Message, place: Place | None) -> Features:
 
 def _doc(cfg: AppConfig, msg: Message, f: Features, opd: str) -> tuple[dict[str, Any], list[str]]:
     assert msg.received_at is not None
-    doc = {"m": msg.id, "o": opd, "at": msg.received_at.timestamp(), "f": f.to_json()}
+    doc = {"m": msg.id, "o": opd, "at": msg.received_at.timestamp(), "f": f.to_json(), "c": msg.contact_id}
     return doc, index_buckets(cfg, f, opd)
 
 

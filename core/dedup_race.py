@@ -16,7 +16,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from core.config import AppConfig
 
@@ -48,44 +48,67 @@ def settle(session: Session, cfg: AppConfig) -> int:
 
 
 def _settle(cfg: AppConfig, written: Written) -> int:
+    """As if the reports had been processed one at a time in the order they were reported: a ticket
+    of mine whose first report came after a matching concurrent one joins that one's case; a
+    concurrent ticket opened by a later matching report joins mine (or the case mine joined)."""
     from core.db import session_scope
+    from core.dedup import open_case_tickets
+    from core.models import Message
 
-    mine = {doc_id for doc_id, _, _ in written.docs}
+    mine = {doc_id: doc for doc_id, doc, _ in written.docs}
     others = {i: d for i, d in written.backend.written_between(written.seen, written.seq).items() if i not in mine}
     if not others:
         return 0
-    pairs = _pairs(cfg, written, others)
-    if not pairs:
+    matches = _matches(cfg, written, others)
+    if not matches:
         return 0
-    from core.dedup import OPEN, open_case_tickets
-    from core.dedup_ops import DedupError, merge
-    from core.models import Ticket
-
     merged = 0
     with session_scope() as session:
-        current = open_case_tickets(session, mine | {other for _, other, _ in pairs})
-        for doc_id, other, score in pairs:
-            src, dst = current.get(doc_id), current.get(other)
-            if src is None or dst is None or src[0] not in written.opened or dst[0] in written.opened:
+        ids = set(matches) | {o for found in matches.values() for _, o in found}
+        current = open_case_tickets(session, ids)
+        opener = set(session.exec(select(Message.id).where(Message.id.in_(ids),  # type: ignore[union-attr]
+                                                           Message.kind == "complaint")).all())
+        for doc_id, found in matches.items():
+            mine_t = current.get(doc_id, (None,))[0]
+            if mine_t not in written.opened:
                 continue
-            ticket = session.get(Ticket, src[0])
-            if ticket is None or ticket.status not in OPEN or src[0] == dst[0]:
-                continue  # already merged (two of this batch's tickets matched one case)
-            try:
-                with session.begin_nested():
-                    merge(session, src[0], dst[0], actor="worker",
-                          reason=f"dilaporkan bersamaan (pesan {other}, skor {score:.2f})")
-            except DedupError as exc:
-                log.warning("dedup: concurrent case not merged: %s", exc)
-                continue
-            merged += 1
+            first = (mine[doc_id]["at"], doc_id)
+            earlier = [(score, o) for score, o in found if (others[o]["at"], o) < first and o in current]
+            target = mine_t
+            if earlier:
+                score, o = max(earlier)
+                merged += _merge(session, mine_t, current[o][0], f"pesan {o}, skor {score:.2f}")
+                target = current[o][0]
+            for score, o in found:
+                if (others[o]["at"], o) > first and o in current and o in opener:
+                    merged += _merge(session, current[o][0], target, f"pesan {doc_id}, skor {score:.2f}")
     if merged:
         log.info("dedup: merged %d ticket(s) opened at the same moment as another worker's case", merged)
     return merged
 
 
-def _pairs(cfg: AppConfig, written: Written, others: dict[int, dict[str, Any]]) -> list[tuple[int, int, float]]:
-    """(my message, the other worker's message, score) for each of my indexed reports that matches one."""
+def _merge(session: Session, source: int, target: int, why: str) -> int:
+    """1 when `source` (still open) was merged into `target` (still open), else 0."""
+    from core.dedup import OPEN
+    from core.dedup_ops import DedupError, merge
+    from core.models import Ticket
+
+    if source == target:
+        return 0
+    src, dst = session.get(Ticket, source), session.get(Ticket, target)
+    if src is None or dst is None or src.status not in OPEN or dst.status not in OPEN:
+        return 0  # already merged by an earlier pair
+    try:
+        with session.begin_nested():
+            merge(session, source, target, actor="worker", reason=f"dilaporkan bersamaan ({why})")
+    except DedupError as exc:
+        log.warning("dedup: concurrent case not merged: %s", exc)
+        return 0
+    return 1
+
+
+def _matches(cfg: AppConfig, written: Written, others: dict[int, dict[str, Any]]) -> dict[int, list[tuple[float, int]]]:
+    """My indexed report -> [(score, the other worker's report)] for every concurrent report it matches."""
     from core.dedup import index_buckets, judge, lookup_buckets, window_days
     from core.dedup_index import Features
 
@@ -94,18 +117,17 @@ def _pairs(cfg: AppConfig, written: Written, others: dict[int, dict[str, Any]]) 
     for i, d in others.items():
         for b in index_buckets(cfg, feats[i], d["o"]):
             by_bucket.setdefault(b, []).append(i)
-    pairs = []
+    out: dict[int, list[tuple[float, int]]] = {}
     for doc_id, doc, _ in written.docs:
         f, opd = Features.from_json(doc["f"]), doc["o"]
         window = window_days(cfg, opd) * 86400
-        best: tuple[float, int] | None = None
-        for other in {o for b in lookup_buckets(cfg, f, opd) for o in by_bucket.get(b, ())}:
+        for other in sorted({o for b in lookup_buckets(cfg, f, opd) for o in by_bucket.get(b, ())}):
             od = others[other]
             if od["o"] != opd or abs(od["at"] - doc["at"]) > window:
                 continue
-            verdict = judge(f, feats[other], cfg)
-            if verdict is not None and (best is None or verdict[0] > best[0]):
-                best = (verdict[0], other)
-        if best is not None:
-            pairs.append((doc_id, best[1], best[0]))
-    return pairs
+            # the sender's own earlier report, which the other worker had not committed yet: a repeat
+            same_sender = doc.get("c") is not None and doc.get("c") == od.get("c")
+            verdict = judge(f, feats[other], cfg, same_sender=same_sender)
+            if verdict is not None:
+                out.setdefault(doc_id, []).append((verdict[0], other))
+    return out

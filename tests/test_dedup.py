@@ -220,18 +220,21 @@ def pg_hub(tmp_path, pg_server, redis_server, monkeypatch):  # type: ignore[no-u
     yield from _hub(tmp_path, _create_pg_database(pg_server), redis_server, monkeypatch)
 
 
-def test_two_workers_opening_one_new_problem_at_the_same_moment_end_as_one_case(pg_hub):  # type: ignore[no-untyped-def]
-    """Worker A has looked up and opened a ticket but not committed when worker B takes a second report
+@pytest.mark.parametrize("a_reported_first", [True, False])
+def test_two_workers_opening_one_new_problem_at_the_same_moment_end_as_one_case(pg_hub, a_reported_first):  # type: ignore[no-untyped-def]
+    """Worker A has looked up and opened a ticket but not committed when worker B takes another report
     of the same flood: B cannot see A's case and opens its own. A commits last, finds B's case among
-    the index writes it could not see, and merges its ticket into it. A's reporter asking for the
-    number they were given is answered about the case."""
+    the index writes it could not see, and, as if the reports had come one at a time, the later
+    report's ticket joins the earlier one's case (whichever worker took it). The later reporter asking
+    for the number they were given is answered about the case."""
     from core.batch import process_batch
     from core.db import session_scope
     from core.dedup_race import settle
     from core.intake import accept
 
-    a = accept(msg("sms", "ra", "+628111", FLOOD[0], T0)).message_id
-    b = accept(msg("sms", "rb", "+628222", FLOOD[2], T0 + timedelta(seconds=5))).message_id
+    at_a, at_b = (T0, T0 + timedelta(seconds=5)) if a_reported_first else (T0 + timedelta(seconds=5), T0)
+    a = accept(msg("sms", "ra", "+628111", FLOOD[0], at_a)).message_id
+    b = accept(msg("sms", "rb", "+628222", FLOOD[2], at_b)).message_id
     with session_scope() as sa:
         [out_a], _ = process_batch(sa, pg_hub.cfg, [a])
         with session_scope() as sb:
@@ -239,16 +242,17 @@ def test_two_workers_opening_one_new_problem_at_the_same_moment_end_as_one_case(
         assert settle(sb, pg_hub.cfg) == 0  # B wrote first: nothing it could have missed
         assert out_a.ticket != out_b.ticket
     assert settle(sa, pg_hub.cfg) == 1
+    (case, later_sender), merged = ((out_a, "+628222"), out_b) if a_reported_first else ((out_b, "+628111"), out_a)
     live = [t for t in tickets(pg_hub) if t.status != "closed"]
-    assert [t.number for t in live] == [out_b.ticket] and live[0].reporters == 2
+    assert [t.number for t in live] == [case.ticket] and live[0].reporters == 2
     with pg_hub.session() as s:
         ev = s.exec(select(Event).where(Event.action == "dedup.merge")).one()
-        assert ev.actor == "worker" and ev.data["source_number"] == out_a.ticket
-    accept(msg("sms", "rc", "+628111", f"cek status {out_a.ticket}", T0 + timedelta(minutes=5)))
+        assert ev.actor == "worker" and ev.data["source_number"] == merged.ticket
+    accept(msg("sms", "rc", later_sender, f"cek status {merged.ticket}", T0 + timedelta(minutes=5)))
     pg_hub.run_worker()
     with pg_hub.session() as s:
         answer = s.exec(select(Message).where(Message.direction == "out", Message.template == "status")).one()
-    assert out_b.ticket in answer.text
+    assert case.ticket in answer.text
 
 
 # ------------------------------------------------------------------ operators

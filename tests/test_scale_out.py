@@ -134,3 +134,52 @@ def test_bench_burst_stores_processes_and_acknowledges_every_webhook_once(tmp_pa
     assert res["http_status"] == {"200": 300} and res["chats_acknowledged_twice"] == 0
     assert 0 < res["all_processed_after_seconds"] <= res["all_processed_and_acknowledged_after_seconds"]
     assert res["acknowledgements"] >= 290  # the few non-complaints of the text pool are not acknowledged
+
+
+def test_two_workers_without_a_lock_make_the_same_cases_as_one(sqlite_hub, redis_server: str, tmp_path: Path) -> None:
+    """Workers take no dedup lock; the tickets two of them open at the same moment for one problem are
+    merged right after (core.dedup_race). The benchmark's stream (repeats, many reporters of one
+    problem, re-deliveries) ends in exactly the cases and reporter counts that one worker makes."""
+    import os
+    import random
+    from datetime import datetime, timezone
+
+    import redis
+
+    from core.bench import generate
+    from core.intake import accept_many
+    from core.message import InboundMessage
+    from core.queue import enqueue_drain
+    from tests.conftest import reset_caches
+
+    stream = [InboundMessage.model_validate(m) for m in generate(1500, random.Random(5),
+                                                                   datetime(2026, 11, 3, tzinfo=timezone.utc))]
+
+    def run(workers: int) -> tuple[int, int, int]:
+        for i in range(0, len(stream), 200):
+            accept_many(stream[i:i + 200])
+        for _ in range(workers):  # one drain each to start with: every worker takes batches at once
+            enqueue_drain()
+        procs = [subprocess.Popen([sys.executable, "-m", "core.cli", "worker", "--burst", "--queues", "inbound",
+                                   "--name", f"same-{workers}-{i}-{os.getpid()}"], cwd=ROOT, env=dict(os.environ),
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for i in range(workers)]
+        for p in procs:
+            assert p.wait(timeout=300) == 0, p.stderr.read().decode()[-2000:] if p.stderr else ""
+        with create_engine(os.environ["DATABASE_URL"]).connect() as c:
+            left = c.execute(text("SELECT count(*) FROM message WHERE direction='in' AND state='stored'")).scalar_one()
+            live, reporters = c.execute(text("SELECT count(*), sum(reporters) FROM ticket WHERE status <> 'closed'")).one()
+        assert left == 0
+        return live, reporters, workers
+
+    one = run(1)
+    other = redis_server.rsplit("/", 1)[0] + "/1"  # a second hub: its own database and Redis
+    redis.Redis.from_url(other).flushdb()
+    sqlite_hub.mp.setenv("REDIS_URL", other)
+    sqlite_hub.mp.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'two.db'}")
+    sqlite_hub.configure()
+    try:
+        two = run(2)
+    finally:
+        redis.Redis.from_url(other).flushdb()
+        reset_caches()
+    assert one[:2] == two[:2] and one[0] > 500
