@@ -176,10 +176,10 @@ def _write(session: Session, cfg: AppConfig, items: list[Item], complaints: list
 def _deduplicate(session: Session, cfg: AppConfig, items: list[Item], new_tickets: list[Item]) -> None:
     """Decide, in order, whether each complaint repeats the sender's own report, joins another
     reporter's case, or opens a ticket. Earlier messages of the batch count as history."""
+    be = dedup.backend(session, cfg)
+    dedup.looking_up(session, be)  # before every read the decisions rest on, the sender's history too
     repeats = _repeat_history(session, cfg, items)
     queries = [it.names for it in items]
-    be = dedup.backend(session, cfg)
-    dedup.looking_up(session, be)
     found = be.candidates_many(queries)
     open_now = _open_tickets(session, {d for c in found for d in c})
     batch_docs: list[tuple[Item, set[str]]] = []  # this batch's indexed reports, as later ones see them

@@ -304,11 +304,11 @@ def find_match(session: Session, cfg: AppConfig, msg: Message, decision: Decisio
     f = features_of(msg, place)
     opd = _opd_key(decision)
     session.info["aduan_dedup_features"] = (msg.id, f)
+    be = backend(session, cfg)
+    looking_up(session, be)  # before every read the decision rests on, the sender's history too
     repeat = _find_repeat(session, cfg, msg, f, opd)
     if repeat is not None:
         return repeat
-    be = backend(session, cfg)
-    looking_up(session, be)
     assert msg.received_at is not None
     now, window = msg.received_at.timestamp(), window_days(cfg, decision.opd) * 86400
     scored: list[tuple[float, int, dict]] = []

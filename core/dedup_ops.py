@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import func
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from core.models import Event, Message, Ticket, utcnow
 
@@ -55,6 +55,20 @@ def merge(session: Session, source_ticket_id: int, target_ticket_id: int, actor:
     session.add(Event(at=now, actor=actor, action="ticket.merged", ticket_id=source.id, data=data))
     session.flush()
     return ev
+
+
+def merged_into(session: Session, ticket: Ticket | None) -> Ticket | None:
+    """The case a ticket was merged into (by an operator or a worker), following merges of merges;
+    the ticket itself when it was not merged (or was unmerged since)."""
+    for _ in range(10):
+        if ticket is None or ticket.status != "closed":
+            return ticket
+        ev = session.exec(select(Event).where(Event.ticket_id == ticket.id, Event.action == "ticket.merged")
+                          .order_by(col(Event.id).desc())).first()
+        if ev is None or not ev.data or ev.at != ticket.closed_at:
+            return ticket
+        ticket = session.get(Ticket, ev.data["target"])
+    return ticket
 
 
 def unmerge(session: Session, event_id: int, actor: str, reason: str = "") -> Event:

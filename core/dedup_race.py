@@ -88,19 +88,18 @@ def _settle(cfg: AppConfig, written: Written) -> int:
 
 
 def _merge(session: Session, source: int, target: int, why: str) -> int:
-    """1 when `source` (still open) was merged into `target` (still open), else 0."""
+    """1 when the case `source` is now part of (still open) was merged into the case `target` is now
+    part of, else 0. Both are followed through merges other workers made in the meantime."""
     from core.dedup import OPEN
-    from core.dedup_ops import DedupError, merge
+    from core.dedup_ops import DedupError, merge, merged_into
     from core.models import Ticket
 
-    if source == target:
+    src, dst = merged_into(session, session.get(Ticket, source)), merged_into(session, session.get(Ticket, target))
+    if src is None or dst is None or src.id == dst.id or src.status not in OPEN or dst.status not in OPEN:
         return 0
-    src, dst = session.get(Ticket, source), session.get(Ticket, target)
-    if src is None or dst is None or src.status not in OPEN or dst.status not in OPEN:
-        return 0  # already merged by an earlier pair
     try:
         with session.begin_nested():
-            merge(session, source, target, actor="worker", reason=f"dilaporkan bersamaan ({why})")
+            merge(session, src.id, dst.id, actor="worker", reason=f"dilaporkan bersamaan ({why})")  # type: ignore[arg-type]
     except DedupError as exc:
         log.warning("dedup: concurrent case not merged: %s", exc)
         return 0

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 from sqlmodel import Session, col, select
 
 from core.config import AppConfig
+from core.dedup_ops import merged_into
 from core.models import Event, Message, Ticket, utcnow
 from core.replies import queue_reply
 
@@ -48,22 +49,8 @@ def _find(session: Session, cfg: AppConfig, ref: str | None, contact_id: int | N
     m = _NUMBER.match(ref.strip())
     if m:
         number = f"{m['prefix'].upper()}-{m['year']}-{int(m['seq']):06d}"
-        return _merged_into(session, session.exec(select(Ticket).where(Ticket.number == number)).first())
-    return _merged_into(session, session.get(Ticket, int(ref)))
-
-
-def _merged_into(session: Session, ticket: Ticket | None) -> Ticket | None:
-    """The case a ticket was merged into (by an operator or a worker), so the number a citizen was
-    given keeps answering; the ticket itself otherwise."""
-    for _ in range(5):  # a merged ticket's case may itself have been merged since
-        if ticket is None or ticket.status != "closed":
-            return ticket
-        ev = session.exec(select(Event).where(Event.ticket_id == ticket.id, Event.action == "ticket.merged")
-                          .order_by(col(Event.id).desc())).first()
-        if ev is None or not ev.data or ev.at != ticket.closed_at:
-            return ticket
-        ticket = session.get(Ticket, ev.data["target"])
-    return ticket
+        return merged_into(session, session.exec(select(Ticket).where(Ticket.number == number)).first())
+    return merged_into(session, session.get(Ticket, int(ref)))
 
 
 def reported_by(session: Session, ticket_id: int, contact_id: int | None) -> bool:
