@@ -12,8 +12,8 @@ Layers (the pipeline calls `find_match` before opening a ticket and `index` afte
    same OPD), so operators' merges and splits are respected without touching the index.
 
 Workers take no lock: two reports of one new problem processed at the same moment by two workers
-may each open a ticket, and the later of the two to commit merges its ticket into the other's
-right after (core.dedup_race), so they still end as one case. Operators'
+may each open a ticket; the later of the two to commit then merges the later report's ticket into
+the earlier report's case (core.dedup_race), so they still end as one case. Operators'
 `merge` and `split` live here too; both are logged with what the automatic decision saw, as
 examples for tuning the thresholds (`examples`).
 """

@@ -6,8 +6,9 @@ that but serialised every worker (a second worker made the hub slower than one).
 index write is numbered (core.dedup_store): a lookup made after reading number N sees every write
 up to N. After its commit a worker reads the writes numbered between its lookup and its own write,
 the only ones it could have missed, and judges its new tickets against them exactly as a lookup
-would. A match is merged into the other worker's case (an audited, undoable `dedup.merge` by
-"worker"). Only the later writer acts, so a pair is never merged both ways.
+would. Matching tickets are merged as if the reports had come one at a time: the later report's
+ticket joins the earlier report's case (an audited, undoable `dedup.merge` by "worker"). Only the
+later writer acts, so a pair is never merged both ways.
 """
 
 from __future__ import annotations
