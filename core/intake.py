@@ -8,6 +8,7 @@ channel and external id) is recognised by the unique constraint and not queued a
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import threading
@@ -19,7 +20,7 @@ from typing import Any
 import redis
 import sqlalchemy as sa
 from sqlalchemy import or_
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlmodel import Session, select
 
 from core.db import insert_ignore, session_scope
@@ -217,7 +218,6 @@ async def accept_or_503(msg: InboundMessage):  # type: ignore[no-untyped-def]
     """For webhooks: store the message, answer 200 only when it is stored, 503 when the database is down
     (Telegram and Twilio then deliver it again later)."""
     from fastapi.responses import JSONResponse
-    from sqlalchemy.exc import OperationalError, InterfaceError
 
     try:
         result = await _group_commit().submit(msg)
@@ -234,38 +234,28 @@ class _GroupCommit:
     requests wait for it and are then stored in one transaction and queued in one Redis round trip.
     Under a flood this replaces 32 threads taking turns at SQLite's single writer with one writer;
     a single webhook still goes straight through. A batch that fails is retried message by
-    message, so one bad message cannot fail the others' requests."""
+    message, so one bad message cannot fail the others' requests; a database outage fails them all
+    at once (503)."""
 
     MAX = 500
 
     def __init__(self) -> None:
         self.pending: list[tuple[InboundMessage, Any]] = []
-        self.running = False
-        self.task: Any = None
+        self.task: Any = None  # the drain storing what is pending; held here because the loop holds tasks weakly
 
     async def submit(self, msg: InboundMessage) -> Accepted:
-        import asyncio
-
         fut = asyncio.get_running_loop().create_future()
         self.pending.append((msg, fut))
-        if not self.running:
-            self.running = True
-            self.task = asyncio.get_running_loop().create_task(self._drain())  # kept: the loop holds tasks weakly
+        if self.task is None or self.task.done():
+            self.task = asyncio.get_running_loop().create_task(self._drain())
         return await fut
 
     async def _drain(self) -> None:
-        try:
-            while self.pending:
-                batch, self.pending = self.pending[:self.MAX], self.pending[self.MAX:]
-                await self._store(batch)
-        finally:
-            self.running = False
+        while self.pending:
+            batch, self.pending = self.pending[:self.MAX], self.pending[self.MAX:]
+            await self._store(batch)
 
     async def _store(self, batch: list[tuple[InboundMessage, Any]]) -> None:
-        import asyncio
-
-        from sqlalchemy.exc import InterfaceError, OperationalError
-
         try:
             results = await asyncio.to_thread(accept_many, [m for m, _ in batch])
         except Exception as exc:  # noqa: BLE001 - handed to the waiting request(s)
@@ -286,8 +276,6 @@ _GROUPS: "weakref.WeakKeyDictionary[Any, _GroupCommit]" = weakref.WeakKeyDiction
 
 def _group_commit() -> _GroupCommit:
     """One group per event loop (the web process has one; tests may start several)."""
-    import asyncio
-
     loop = asyncio.get_running_loop()
     if loop not in _GROUPS:
         _GROUPS[loop] = _GroupCommit()

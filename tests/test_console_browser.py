@@ -108,13 +108,18 @@ def test_reply_typed_in_console_reaches_fake_telegram_and_state_updates_live(bro
     page.context.close()
 
 
+def _reroute(page: Page, ticket_id: int, opd: str, reason: str) -> None:
+    """Re-route a ticket from its page, as an operator does; the header shows the new OPD."""
+    page.goto(f"/console/tickets/{ticket_id}")
+    page.get_by_label("OPD", exact=True).select_option(opd)
+    page.locator("#reroute-reason").fill(reason)
+    page.get_by_role("button", name="Alihkan", exact=True).click()
+    expect(page.locator("h1 .badge").first).to_have_text(opd)
+
+
 def test_reroute_and_merge_from_the_ticket_page(browser, console, sqlite_hub):  # type: ignore[no-untyped-def]
     page = _page(browser, console, "opr")
-    page.goto(f"/console/tickets/{console.tickets['sampah']}")
-    page.get_by_label("OPD", exact=True).select_option("SATPOLPP")
-    page.locator("#reroute-reason").fill("TPS liar di trotoar")
-    page.get_by_role("button", name="Alihkan", exact=True).click()
-    expect(page.locator("h1 .badge").first).to_have_text("SATPOLPP")
+    _reroute(page, console.tickets["sampah"], "SATPOLPP", "TPS liar di trotoar")
     page.goto(f"/console/tickets/{console.tickets['xss']}")
     page.get_by_label("Nomor laporan tujuan").fill(console.numbers["darmo"])
     page.locator("#merge-reason").fill("lubang yang sama")
@@ -173,11 +178,7 @@ def test_admin_adds_an_opd_that_operators_can_route_to_until_it_is_retired(brows
     expect(row).to_contain_text("Dinas Kebudayaan dan Pariwisata")
     expect(row.locator("td.source")).to_contain_text("basis data")
     opr = _page(browser, console, "opr")
-    opr.goto(f"/console/tickets/{console.tickets['sampah']}")
-    opr.get_by_label("OPD", exact=True).select_option("DISBUDPAR")
-    opr.locator("#reroute-reason").fill("TPS di area wisata")
-    opr.get_by_role("button", name="Alihkan", exact=True).click()
-    expect(opr.locator("h1 .badge").first).to_have_text("DISBUDPAR")
+    _reroute(opr, console.tickets["sampah"], "DISBUDPAR", "TPS di area wisata")
     row.get_by_role("button", name="Nonaktifkan DISBUDPAR").click()
     expect(admin.locator('tr[data-opd="DISBUDPAR"]').get_by_test_id("opd-state")).to_contain_text("nonaktif")
     opr.goto(f"/console/tickets/{console.tickets['pju']}")
