@@ -18,6 +18,7 @@ import re
 import secrets
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -256,7 +257,7 @@ def authenticate(session: Session, username: str, password: str, ip: str) -> Use
     usernames exist.
     """
     user = get_user(session, username) if username else None
-    ok = verify_password(user.password_hash if user else _DUMMY_HASH, password)
+    ok = verify_password(user.password_hash if user else _dummy_hash(), password)
     if user is None or not ok or not user.active:
         record_failure(username, ip)
         session.add(Event(at=utcnow(), actor=(username or "?")[:64], action="auth.failed", data={"ip": ip}))
@@ -268,4 +269,8 @@ def authenticate(session: Session, username: str, password: str, ip: str) -> Use
     return user
 
 
-_DUMMY_HASH = _hasher.hash("not-a-real-password-" + secrets.token_hex(8))
+@lru_cache(maxsize=1)
+def _dummy_hash() -> str:
+    """Made at the first login, not at import: every process that imports the console (workers
+    too, for the admins' settings) would otherwise pay an argon2 hash and its 64 MiB."""
+    return _hasher.hash("not-a-real-password-" + secrets.token_hex(8))

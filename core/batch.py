@@ -80,22 +80,35 @@ def process_batch(session: Session, cfg: AppConfig, ids: list[int],
         _fallback(exc, len(fast), 0.0)
         slow, fast = sorted(slow + fast, key=lambda r: r.id), []
     outcomes: list[Outcome] = []
-    if fast:
+    while fast:
         t0 = time.monotonic()
         try:
             plan = _plan(session, cfg, items)  # reads and decisions, before the write transaction
             t0 = time.monotonic()
             with session.begin_nested():
                 outcomes = _write(session, cfg, *plan)
+            break
         except Exception as exc:  # noqa: BLE001 - the one-at-a-time path isolates the culprit
             session.rollback()  # nothing else was written yet: let go of SQLite's write lock
             if isinstance(exc, _Lost) and retries:  # the rest still in bulk, not one at a time
-                return process_batch(session, cfg, ids, retries - 1)
+                retries -= 1
+                items = _without_taken(session, items)  # classification and features still hold
+                fast = [it.row for it in items]
+                continue
             if not isinstance(exc, _Lost):
                 _fallback(exc, len(fast), time.monotonic() - t0)
-            slow = sorted(slow + fast, key=lambda r: r.id)
+            slow, fast = sorted(slow + [it.row for it in items], key=lambda r: r.id), []
     more, failures = process_each(session, cfg, [r.id for r in slow], decisions)
     return outcomes + more, failures
+
+
+def _without_taken(session: Session, items: list[Item]) -> list[Item]:
+    """The batch again, less the messages another worker took meanwhile, with only the per-message
+    work kept (classification, place, features): what deduplication decided depended on them."""
+    ids = [it.row.id for it in items]
+    stored = set(session.execute(select(M.c.id).where(M.c.id.in_(ids), M.c.state == "stored")).scalars())
+    return [Item(row=it.row, decision=it.decision, place=it.place, feats=it.feats, opd=it.opd, names=it.names)
+            for it in items if it.row.id in stored]
 
 
 def _fallback(exc: Exception, n: int, seconds: float) -> None:
@@ -137,6 +150,9 @@ def _prepare(cfg: AppConfig, rows: list[Any], decisions: dict[int, Decision]) ->
             it.place = locate(it.row)
             it.feats = dedup.features_of(it.row, it.place)
             it.opd = d.opd or d.candidate or "-"
+    dedup.band_ids_many(cfg, [it.feats for it in items if it.feats is not None])  # one numpy pass per batch
+    for it in items:
+        if it.feats is not None:
             it.names = dedup.lookup_buckets(cfg, it.feats, it.opd)
     return items
 
@@ -255,7 +271,7 @@ def _case(cfg: AppConfig, it: Item, names: list[str], cands: dict[int, dict], ba
         tid, code = open_now[doc_id]
         if code is not None and code != it.opd:
             continue
-        verdict = dedup.judge(f, Features.from_json(doc["f"]), cfg)
+        verdict = dedup.judge(f, Features.of_doc(doc), cfg)
         if verdict is not None:
             scored.append((verdict[0], doc_id, verdict[1], ((tid, None), code)))
     wanted = set(names)

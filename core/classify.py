@@ -99,13 +99,15 @@ class PhraseMatcher:
                     found.append((key, labels))
         return found
 
-    def counts(self, docs: list[list[str]], labels: list[str]) -> sp.csr_matrix:
-        """log1p(hit count) per label for every doc (a sparse docs x labels matrix)."""
+    def counts(self, docs: list[list[str]], labels: list[str],
+               found: list[list[tuple[tuple[str, ...], set[str]]]] | None = None) -> sp.csr_matrix:
+        """log1p(hit count) per label for every doc (a sparse docs x labels matrix); `found`: the
+        docs' hits if already known."""
         col = {c: j for j, c in enumerate(labels)}
         rows, cols, vals = [], [], []
         for i, toks in enumerate(docs):
             tally: dict[int, int] = {}
-            for _key, labs in self.hits(toks):
+            for _key, labs in (found[i] if found is not None else self.hits(toks)):
                 for lab in labs:
                     j = col.get(lab)
                     if j is not None:
@@ -129,6 +131,14 @@ class Prepared:
     texts: list[str]
     norms: list[str]
     toks: list[list[str]]
+    hits: dict[int, list[list[tuple[tuple[str, ...], set[str]]]]] = field(default_factory=dict)  # matcher id -> per doc
+
+    def hits_of(self, matcher: "PhraseMatcher") -> list[list[tuple[tuple[str, ...], set[str]]]]:
+        """Each doc's phrase hits for `matcher`, found once (the features and the reasons both use them)."""
+        got = self.hits.get(id(matcher))
+        if got is None:
+            got = self.hits[id(matcher)] = [matcher.hits(t) for t in self.toks]
+        return got
 
     @property
     def titles(self) -> list[list[str]]:
@@ -255,9 +265,9 @@ def featurise(art: dict[str, Any], prep: Prepared, catalogue: PhraseMatcher | No
     classes = art["classes"]
     if w.get("len"):
         blocks.append(length_features(prep.toks) * w["len"])
-    blocks.append(art["lexicon"].counts(prep.toks, classes) * w["lex"])
+    blocks.append(art["lexicon"].counts(prep.toks, classes, prep.hits_of(art["lexicon"])) * w["lex"])
     if catalogue is not None:
-        blocks.append(catalogue.counts(prep.toks, classes) * w["cat"])
+        blocks.append(catalogue.counts(prep.toks, classes, prep.hits_of(catalogue)) * w["cat"])
     else:
         blocks.append(sp.csr_matrix((len(prep.toks), len(classes))))
     return sp.hstack(blocks, format="csr")
@@ -504,9 +514,8 @@ class Classifier:
                  k: int = 5) -> list[str]:
         """The readable terms that pushed doc i towards class c: vocabulary phrases, then words."""
         label = art["classes"][c]
-        toks = prep.toks[i]
         reasons: list[str] = []
-        for key, labs in art["lexicon"].hits(toks) + self.catalogue.hits(toks):
+        for key, labs in prep.hits_of(art["lexicon"])[i] + prep.hits_of(self.catalogue)[i]:
             if label in labs:
                 phrase = art["lexicon"].surface.get(key) or self.catalogue.surface.get(key) or " ".join(key)
                 if phrase not in reasons:
@@ -525,14 +534,16 @@ class Classifier:
             surface = _surface_map(prep.norms[i])
             known = routing_words()
             pos = np.flatnonzero(contrib > 0)
-            order = pos[np.argsort(-contrib[pos])[: 3 * k]]
+            order = pos[np.argsort(-contrib[pos])[: 3 * k]].tolist()
+            idx = idx.tolist()
             # Domain words first ("got", "mampet"), then whatever else pushed hardest.
             for strict in (True, False):
                 for j in order:
                     if len(reasons) >= (k if strict else 2):
                         break
-                    words = [surface.get(s, s) for s in names[idx[j]].split()]
-                    if strict and not all(w in known or s in known for w, s in zip(words, names[idx[j]].split())):
+                    stems = names[idx[j]].split()
+                    words = [surface.get(s, s) for s in stems]
+                    if strict and not all(w in known or s in known for w, s in zip(words, stems)):
                         continue
                     term = " ".join(words)
                     if not any(term in r or r in term for r in reasons):

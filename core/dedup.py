@@ -23,8 +23,9 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field
-from datetime import timedelta
 from collections.abc import Iterable
+from datetime import timedelta
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import event, func
@@ -32,7 +33,7 @@ from sqlmodel import Session, select
 
 from core.classify import Decision
 from core.config import AppConfig
-from core.dedup_index import (word_bands, HEADS, STATES, Features, bucket_names, distance_m,
+from core.dedup_index import (word_bands, word_bands_many, HEADS, STATES, Features, bucket_names, distance_m,
                               features, lsh_params, same_place)
 from core.dedup_store import MemoryBackend, RedisBackend
 from core.location import Place
@@ -213,7 +214,14 @@ def _warm(session: Session, cfg: AppConfig, mem: MemoryBackend | RedisBackend) -
 
 def features_of(msg: Message, place: Place | None) -> Features:
     loc = msg.location or {}
+    if place is None:  # a sender's earlier report, judged again for each of their new ones
+        return _plain_features(msg.text or "", loc.get("lat"), loc.get("lon"))
     return features(msg.text or "", place, loc.get("lat"), loc.get("lon"))
+
+
+@lru_cache(maxsize=2048)
+def _plain_features(text: str, lat: float | None, lon: float | None) -> Features:
+    return features(text, None, lat, lon)  # immutable: safe to share
 
 
 def _doc(cfg: AppConfig, msg: Message, f: Features, opd: str) -> tuple[dict[str, Any], list[str]]:
@@ -278,6 +286,12 @@ def index_buckets(cfg: AppConfig, f: Features, opd: str) -> list[str]:
     return lookup_buckets(cfg, f, opd, neighbours=False)
 
 
+def band_ids_many(cfg: AppConfig, feats: list[Features]) -> None:
+    """Compute the LSH band ids of a batch's reports together (kept for lookup_buckets)."""
+    bands, rows = lsh_params(cfg.dedup.lsh_threshold, cfg.dedup.num_perm)
+    word_bands_many([f.words for f in feats], cfg.dedup.num_perm, bands, rows)
+
+
 def lookup_buckets(cfg: AppConfig, f: Features, opd: str, neighbours: bool = True) -> list[str]:
     """The buckets a lookup for a report reads (neighbours: the geo cells around it too)."""
     bands, rows = lsh_params(cfg.dedup.lsh_threshold, cfg.dedup.num_perm)
@@ -317,7 +331,7 @@ def find_match(session: Session, cfg: AppConfig, msg: Message, decision: Decisio
         # Either side of the window: two workers may take a later report before an earlier one.
         if doc_id == msg.id or doc.get("o") != opd or abs(now - doc["at"]) > window:
             continue
-        verdict = judge(f, Features.from_json(doc["f"]), cfg)
+        verdict = judge(f, Features.of_doc(doc), cfg)
         if verdict is not None:
             scored.append((verdict[0], doc_id, verdict[1]))
     if not scored:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections import OrderedDict
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from typing import Any, Iterable
@@ -141,10 +142,30 @@ def _raw_stem(word: str) -> str:
     return stem(word)
 
 
-@lru_cache(maxsize=50_000)
 def _head_typo(word: str) -> tuple[str, ...]:
     """A head word missing its last letter or two ("poho", "parki", "luban")."""
-    return tuple(h for h in HEADS if h.startswith(word) and 0 < len(h) - len(word) <= 2)
+    return _head_cuts().get(word, ())
+
+
+def _cut_index(words: Iterable[str]) -> dict[str, tuple[str, ...]]:
+    """Each word with its last letter or two cut off -> the words it could be (in `words`' order):
+    one dictionary lookup instead of comparing a new word with every word."""
+    out: dict[str, tuple[str, ...]] = {}
+    for w in words:
+        for cut in dict.fromkeys((w[:-1], w[:-2])):
+            if cut:
+                out[cut] = out.get(cut, ()) + (w,)
+    return out
+
+
+@cache
+def _head_cuts() -> dict[str, tuple[str, ...]]:
+    return _cut_index(HEADS)
+
+
+@cache
+def _common_cuts() -> dict[str, tuple[str, ...]]:
+    return _cut_index(NOT_PLACE | GENERIC | stopwords() | PLACE_MARKERS)
 
 
 def _problem_terms(toks: list[str]) -> frozenset[str]:
@@ -184,19 +205,24 @@ class Features:
         return cls(frozenset(d["w"]), frozenset(d["p"]), frozenset(d["l"]), frozenset(d["n"]),
                    frozenset(d.get("u") or ()), d.get("k"), g[0], g[1], d.get("h"))
 
+    @classmethod
+    def of_doc(cls, doc: dict[str, Any]) -> "Features":
+        """An index document's features, parsed once however many lookups of a batch judge it."""
+        f = doc.get("_F")
+        if f is None:
+            f = doc["_F"] = cls.from_json(doc["f"])
+        return f
+
     @property
     def where(self) -> frozenset[str]:
         return self.place | self.names
 
 
-@lru_cache(maxsize=50_000)
 def _common_typo(word: str) -> bool:
-    if len(word) < 4:
-        return False
-    common = NOT_PLACE | GENERIC | stopwords() | PLACE_MARKERS
-    return any(c.startswith(word) and 0 < len(c) - len(word) <= 2 for c in common)
+    return len(word) >= 4 and word in _common_cuts()
 
 
+@lru_cache(maxsize=50_000)
 def _known(word: str) -> bool:
     """An everyday word (not a Surabaya place name the gazetteer knows, like "manyar")."""
     vocab = vocabulary()
@@ -226,6 +252,7 @@ def gazetteer_words() -> frozenset[str]:
     return frozenset(words - PLACE_MARKERS - PLACE_SUFFIX - NOT_PLACE - GENERIC - {"road", "frontage"})
 
 
+@lru_cache(maxsize=50_000)  # a pure function of the word: the tables are fixed per process
 def _stop_place(word: str) -> bool:
     """Whether a word ends a place name. Checked on the word as written (stemmed, no slang), so
     "banyu" in "Banyu Urip" stays a name although slang makes it "air"."""
@@ -351,22 +378,59 @@ def _template(num_perm: int):  # type: ignore[no-untyped-def]
 
 
 def signature(words: Iterable[str], num_perm: int) -> np.ndarray:
-    """MinHash signature of a word set (datasketch, permutations computed once per process)."""
+    """MinHash signature of a word set: datasketch's, taken as the minimum of its words' one-word
+    signatures (the same numbers: a MinHash is a minimum over its words), which are cached."""
+    ws = sorted(words)
+    return np.min(_word_rows(ws, num_perm), axis=0) if ws else _template(num_perm).hashvalues.copy()
+
+
+_ROWS: dict[int, "OrderedDict[str, np.ndarray]"] = {}
+ROWS_KEPT = 20_000  # distinct words whose one-word signature is kept (num_perm x 4 bytes each)
+
+
+def _word_rows(words: list[str], num_perm: int) -> np.ndarray:
+    """The one-word MinHash signature of each word (len(words) x num_perm), from datasketch."""
     from datasketch import MinHash
 
-    t = _template(num_perm)
-    m = MinHash(num_perm=num_perm, seed=1, permutations=t.permutations, scheme=t.scheme)
-    m.update_batch([w.encode() for w in sorted(words)])
-    return m.hashvalues
+    cache = _ROWS.setdefault(num_perm, OrderedDict())
+    out = []
+    for w in words:
+        row = cache.get(w)
+        if row is None:
+            t = _template(num_perm)
+            m = MinHash(num_perm=num_perm, seed=1, permutations=t.permutations, scheme=t.scheme)
+            m.update_batch([w.encode()])
+            row = cache[w] = m.hashvalues
+            if len(cache) > ROWS_KEPT:
+                cache.popitem(last=False)
+        out.append(row)
+    return np.stack(out)
 
 
-@lru_cache(maxsize=8192)
+_BANDS: "OrderedDict[tuple, tuple[int, ...]]" = OrderedDict()
+BANDS_KEPT = 8192  # word sets whose band ids are kept: a report is looked up, then indexed
+
+
 def word_bands(words: frozenset[str], num_perm: int, bands: int, rows: int) -> tuple[int, ...] | None:
-    """LSH band ids of a word set (None below two words); cached, since a report is looked up and
-    then indexed with the same words."""
-    if len(words) < 2:
-        return None
-    return tuple(band_keys(signature(words, num_perm), bands, rows))
+    """LSH band ids of a word set (None below two words)."""
+    return word_bands_many([words], num_perm, bands, rows)[0]
+
+
+def word_bands_many(sets: list[frozenset[str]], num_perm: int, bands: int,
+                    rows: int) -> list[tuple[int, ...] | None]:
+    """Band ids of many word sets at once: one numpy pass for a whole batch, since per-report numpy
+    calls cost more than their arithmetic. Row i equals band_keys(signature(sets[i]))."""
+    keys = [(ws, num_perm, bands, rows) for ws in sets]
+    todo = list(dict.fromkeys(k for k in keys if len(k[0]) >= 2 and k not in _BANDS))
+    if todo:
+        sorted_sets = [sorted(k[0]) for k in todo]
+        starts = np.cumsum([0] + [len(ws) for ws in sorted_sets[:-1]])
+        sigs = np.minimum.reduceat(_word_rows([w for ws in sorted_sets for w in ws], num_perm), starts, axis=0)
+        for k, ids in zip(todo, band_matrix(sigs, bands, rows).tolist()):
+            _BANDS[k] = tuple(ids)
+        while len(_BANDS) > BANDS_KEPT:
+            _BANDS.popitem(last=False)
+    return [_BANDS[k] if len(k[0]) >= 2 else None for k in keys]
 
 
 _MIX = np.array([0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E8FEB86659FD93,

@@ -14,15 +14,18 @@ later writer acts, so a pair is never merged both ways.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, select
 
 from core.config import AppConfig
 
 log = logging.getLogger(__name__)
 
+SETTLE_ATTEMPTS = 4  # SQLite refuses a write whose transaction read before another worker's commit
 SETTLE = "aduan_dedup_written"  # session.info key: what the committed transaction wrote to the index
 
 
@@ -41,11 +44,18 @@ def settle(session: Session, cfg: AppConfig) -> int:
     written = session.info.pop(SETTLE, None)
     if written is None or written.seq - written.seen < 2:  # nobody else wrote in between
         return 0
-    try:
-        return _settle(cfg, written)
-    except Exception:  # noqa: BLE001 - a missed merge leaves two tickets an operator can merge
-        log.exception("dedup: could not settle concurrent cases")
+    for attempt in range(SETTLE_ATTEMPTS):
+        try:
+            return _settle(cfg, written)
+        except OperationalError:  # SQLite: another worker wrote between this one's read and write
+            if attempt + 1 < SETTLE_ATTEMPTS:
+                time.sleep(0.05 * (attempt + 1))  # the merge rolled back whole: try it again
+                continue
+            log.exception("dedup: could not settle concurrent cases")
+        except Exception:  # noqa: BLE001 - a missed merge leaves two tickets an operator can merge
+            log.exception("dedup: could not settle concurrent cases")
         return 0
+    return 0
 
 
 def _settle(cfg: AppConfig, written: Written) -> int:
@@ -109,17 +119,19 @@ def _merge(session: Session, source: int, target: int, why: str) -> int:
 
 def _matches(cfg: AppConfig, written: Written, others: dict[int, dict[str, Any]]) -> dict[int, list[tuple[float, int]]]:
     """My indexed report -> [(score, the other worker's report)] for every concurrent report it matches."""
-    from core.dedup import index_buckets, judge, lookup_buckets, window_days
+    from core.dedup import band_ids_many, index_buckets, judge, lookup_buckets, window_days
     from core.dedup_index import Features
 
     feats = {i: Features.from_json(d["f"]) for i, d in others.items()}
+    mine = {doc_id: Features.from_json(doc["f"]) for doc_id, doc, _ in written.docs}
+    band_ids_many(cfg, [*feats.values(), *mine.values()])  # one numpy pass for both sides
     by_bucket: dict[str, list[int]] = {}
     for i, d in others.items():
         for b in index_buckets(cfg, feats[i], d["o"]):
             by_bucket.setdefault(b, []).append(i)
     out: dict[int, list[tuple[float, int]]] = {}
     for doc_id, doc, _ in written.docs:
-        f, opd = Features.from_json(doc["f"]), doc["o"]
+        f, opd = mine[doc_id], doc["o"]
         window = window_days(cfg, opd) * 86400
         for other in sorted({o for b in lookup_buckets(cfg, f, opd) for o in by_bucket.get(b, ())}):
             od = others[other]

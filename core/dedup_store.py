@@ -9,7 +9,7 @@ one round trip to write a report, two to look one up.
 
 from __future__ import annotations
 
-import json
+import orjson  # index documents are parsed by the thousand per batch: ~5x the stdlib's speed
 from collections import Counter
 from typing import Any, Protocol
 
@@ -47,8 +47,7 @@ local ids = {}
 for d = 4, #ARGV, 2 do
   ids[#ids + 1] = ARGV[d]
   for j = 1, tonumber(ARGV[d + 1]) do
-    redis.call('LPUSH', KEYS[k], ARGV[d])
-    redis.call('LTRIM', KEYS[k], 0, cap - 1)
+    if redis.call('LPUSH', KEYS[k], ARGV[d]) > cap then redis.call('LTRIM', KEYS[k], 0, cap - 1) end
     redis.call('EXPIRE', KEYS[k], ttl)
     k = k + 1
   end
@@ -67,19 +66,21 @@ for q = 1, nq do
   for j = 1, tonumber(ARGV[3 + q]) do
     local w = tonumber(ARGV[wbase + k])
     for _, id in ipairs(redis.call('LRANGE', KEYS[k], 0, cap - 1)) do
-      local n = tonumber(id)
-      if hits[n] == nil then hits[n] = 0; ids[#ids + 1] = n end
-      hits[n] = hits[n] + w
+      local h = hits[id]
+      if h == nil then ids[#ids + 1] = id; hits[id] = w else hits[id] = h + w end
     end
     k = k + 1
   end
-  table.sort(ids, function(a, b) if hits[a] ~= hits[b] then return hits[a] > hits[b] end return a > b end)
+  -- one number per id, weight then id, so the sort compares numbers natively (no Lua comparator)
+  local keys = {}
+  for i, id in ipairs(ids) do keys[i] = -(hits[id] * SPAN + tonumber(id)) end
+  table.sort(keys)
   local top = {}
-  for i = 1, math.min(limit, #ids) do top[i] = ids[i] end
+  for i = 1, math.min(limit, #keys) do top[i] = (-keys[i]) % SPAN end
   out[q] = top
 end
 return out
-"""
+""".replace("SPAN", str(2 ** 36))  # ids below 2^36, weights below 2^16: exact in a double
 
 
 def _top(hits: "Counter[int]", limit: int) -> list[int]:
@@ -92,11 +93,11 @@ class MemoryBackend:
 
     def __init__(self) -> None:
         self.buckets: dict[str, list[int] | int] = {}
-        self.docs: dict[int, str] = {}
+        self.docs: dict[int, bytes] = {}
         self.warmed = False
 
     def add(self, doc_id: int, doc: dict[str, Any], buckets: list[str]) -> None:
-        self.docs[doc_id] = json.dumps(doc, separators=(",", ":"))
+        self.docs[doc_id] = orjson.dumps(doc)
         for name in buckets:
             cur = self.buckets.get(name)
             if cur is None:
@@ -127,7 +128,7 @@ class MemoryBackend:
                 cur = self.buckets.get(name)
                 lists.append(() if cur is None else (cur,) if isinstance(cur, int) else cur[-BUCKET_CAP:])
             ids = _top(_hits(buckets, lists), limit)
-            out.append({i: json.loads(self.docs[i]) for i in ids if i in self.docs})
+            out.append({i: orjson.loads(self.docs[i]) for i in ids if i in self.docs})
         return out
 
 
@@ -154,7 +155,7 @@ class RedisBackend:
         keys: list[str] = []
         args: list[Any] = [BUCKET_CAP, self.ttl, self.PREFIX]
         for doc_id, doc, buckets in docs:
-            p.set(f"{self.PREFIX}doc:{doc_id}", json.dumps(doc, separators=(",", ":")), ex=self.ttl)
+            p.set(f"{self.PREFIX}doc:{doc_id}", orjson.dumps(doc), ex=self.ttl)
             keys += [self.PREFIX + n for n in buckets]
             args += [doc_id, len(buckets)]
         p.eval(_PUSH_ALL, len(keys), *keys, *args)
@@ -172,7 +173,7 @@ class RedisBackend:
         ids = sorted({int(i) for entry in self.r.zrangebyscore(self.PREFIX + "adds", f"({after}", f"({before}")
                       for i in entry.decode().split(":", 1)[1].split(",") if i})
         raw = self.r.mget([f"{self.PREFIX}doc:{i}" for i in ids]) if ids else []
-        return {i: json.loads(v) for i, v in zip(ids, raw) if v is not None}
+        return {i: orjson.loads(v) for i, v in zip(ids, raw) if v is not None}
 
     def candidates(self, buckets: list[str], limit: int = CANDIDATES) -> dict[int, dict[str, Any]]:
         return self.candidates_many([buckets], limit)[0]
@@ -188,5 +189,5 @@ class RedisBackend:
             _TOP_ALL, len(keys), *keys, limit, BUCKET_CAP, len(queries), *[len(q) for q in queries], *weights)]
         wanted = sorted({i for t in tops for i in t})
         raw = self.r.mget([f"{self.PREFIX}doc:{i}" for i in wanted]) if wanted else []
-        docs = {i: json.loads(v) for i, v in zip(wanted, raw) if v is not None}
+        docs = {i: orjson.loads(v) for i, v in zip(wanted, raw) if v is not None}
         return [{i: docs[i] for i in t if i in docs} for t in tops]

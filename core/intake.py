@@ -123,7 +123,7 @@ def accept_many(msgs: list[InboundMessage]) -> list[Accepted]:
         return []
     with _writer(), session_scope() as session:
         results = _store_many(session, msgs)
-    todo = [mid for mid, created, pending in results if created or pending]
+    todo = list(dict.fromkeys(mid for mid, created, pending in results if created or pending))  # once per page
     queued = _try_enqueue(*todo) if todo else False
     return [Accepted(message_id=mid, created=created, queued=queued and (created or pending))
             for mid, created, pending in results]

@@ -362,8 +362,10 @@ def _typo(word: str) -> str:
     return found.pop() if len(found) == 1 else word
 
 
+@lru_cache(maxsize=4096)
 def normalise(text: str) -> str:
-    """Plain lower-case words for routing (see the module docstring)."""
+    """Plain lower-case words for routing (see the module docstring). Cached: the classifier,
+    deduplication and the place finder each normalise the same message."""
     if not text:
         return ""
     text = unicodedata.normalize("NFKC", text)

@@ -24,6 +24,7 @@ QUEUES = (OUTBOUND, INBOUND, MAINTENANCE)  # a worker serves them in this order:
 PROCESS_INBOUND = "workers.jobs.process_inbound"
 DRAIN_INBOUND = "workers.jobs.drain_inbound"
 SEND_OUTBOUND = "workers.jobs.send_outbound"
+SEND_OUTBOUND_MANY = "workers.jobs.send_outbound_many"
 INBOX = "aduan:inbox"  # ids of stored messages waiting for a drain job (RPUSH / LPOP)
 ARMED = "aduan:inbox:armed"  # set while a drain job is queued or running
 ARMED_MS = 10_000
@@ -98,3 +99,12 @@ def enqueue_outbound(message_id: int, delay: float | None = None, attempt: int =
         q.enqueue_in(timedelta(seconds=delay), SEND_OUTBOUND, message_id, **kwargs)
     else:
         q.enqueue(SEND_OUTBOUND, message_id, **kwargs)
+
+
+def enqueue_outbound_many(message_ids: list[int]) -> None:
+    """Queue a drain's acknowledgements as one job: RQ's per-job cost (about a millisecond of
+    bookkeeping on each side) is paid once per batch. Each reply is still delivered at most once
+    (`core.replies.deliver` claims it) and retried on its own (`workers.jobs.send_outbound_many`)."""
+    if message_ids:
+        get_queue(OUTBOUND).enqueue(SEND_OUTBOUND_MANY, list(message_ids), result_ttl=600, failure_ttl=30 * 86400,
+                                    job_timeout=600)

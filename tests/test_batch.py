@@ -104,7 +104,8 @@ def test_bulk_path_decides_exactly_like_one_message_at_a_time(hub, caplog) -> No
 def test_a_message_another_worker_took_first_leaves_the_rest_of_the_batch_in_bulk(hub, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """The same id can sit in two workers' batches (a provider re-delivered a message still waiting).
     When the other worker claims it first, this batch is redone without it, still in bulk: nothing
-    is processed twice and the rest is not sent down the slow one-at-a-time path."""
+    is processed twice, the rest is not sent down the slow one-at-a-time path, and only the
+    deduplication decisions are made again (they may depend on what the other worker wrote)."""
     import core.batch as batch
     from core.db import session_scope
     from core.pipeline import process
@@ -126,13 +127,19 @@ def test_a_message_another_worker_took_first_leaves_the_rest_of_the_batch_in_bul
         one_at_a_time.extend(todo)
         return real_each(session, cfg, todo, decisions)
 
-    real_each = batch.process_each
+    def prepare(cfg, rows, decisions):  # type: ignore[no-untyped-def]
+        prepared.append(len(rows))
+        return real_prepare(cfg, rows, decisions)
+
+    real_each, real_prepare, prepared = batch.process_each, batch._prepare, []
     monkeypatch.setattr(batch, "_plan", plan)
     monkeypatch.setattr(batch, "process_each", each)
+    monkeypatch.setattr(batch, "_prepare", prepare)
     with session_scope() as session:
         outcomes, failures = batch.process_batch(session, hub.cfg, ids)
     assert sorted(o.message_id for o in outcomes) == sorted(set(ids) - {ids[2]}) and not failures
     assert one_at_a_time == []
+    assert prepared == [len(ids)]  # the redo reuses classification, places and features
     with hub.session() as s:
         rows = s.exec(select(Message).where(Message.direction == "in")).all()
         acks = s.exec(select(Message).where(Message.direction == "out")).all()

@@ -255,6 +255,35 @@ def test_two_workers_opening_one_new_problem_at_the_same_moment_end_as_one_case(
     assert case.ticket in answer.text
 
 
+def test_settling_refused_by_a_busy_sqlite_is_tried_again(sqlite_hub, monkeypatch, caplog):  # type: ignore[no-untyped-def]
+    """SQLite refuses a write whose transaction read before another worker's commit ("database is
+    locked" at once, whatever the busy timeout). The merge rolled back whole, so settling tries it
+    again instead of leaving the two tickets apart."""
+    import sqlite3
+    from types import SimpleNamespace
+
+    from sqlalchemy.exc import OperationalError
+
+    import core.dedup_race as race
+
+    calls: list[int] = []
+
+    def flaky(cfg, written):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        if len(calls) < fails:
+            raise OperationalError("UPDATE message SET ticket_id=?", {}, sqlite3.OperationalError("database is locked"))
+        return 1
+
+    monkeypatch.setattr(race, "_settle", flaky)
+    monkeypatch.setattr(race.time, "sleep", lambda s: None)
+    written = race.Written(backend=None, seen=3, seq=9, docs=[], opened={1})
+    for fails, merged, tries in ((2, 1, 2), (race.SETTLE_ATTEMPTS + 1, 0, race.SETTLE_ATTEMPTS)):
+        calls.clear()
+        assert race.settle(SimpleNamespace(info={race.SETTLE: written}), sqlite_hub.cfg) == merged
+        assert len(calls) == tries
+    assert "could not settle" in caplog.text  # given up only after the last attempt, and said so
+
+
 # ------------------------------------------------------------------ operators
 
 
@@ -367,3 +396,23 @@ def test_bench_dedup_lookup_beats_brute_force_and_finds_its_matches(sqlite_hub):
     assert row["index_found_brute_matches"] >= 0.8
     bad = _cli(sqlite_hub, "bench", "dedup", "--sizes", "ten")
     assert bad.returncode == 2 and "--sizes" in bad.stderr
+
+
+def test_band_ids_of_a_whole_batch_equal_datasketch_per_report() -> None:
+    """The index must keep matching reports indexed before: band ids computed for a batch at once
+    (cached one-word signatures, one numpy pass) are exactly datasketch's MinHash, report by report."""
+    import random
+
+    from datasketch import MinHash
+
+    from core.bench import texts
+    from core.dedup_index import band_keys, signature, word_bands_many
+    from core.normalise import tokens
+
+    sets = [frozenset(tokens(t)) for t in random.Random(3).sample(texts(), 300)] + [frozenset(), frozenset({"got"})]
+    got = word_bands_many(sets, 64, 21, 3)
+    for words, ids in zip(sets, got):
+        m = MinHash(num_perm=64, seed=1)
+        m.update_batch([w.encode() for w in sorted(words)])
+        assert (signature(words, 64) == m.hashvalues).all()
+        assert ids == (tuple(band_keys(m.hashvalues, 21, 3)) if len(words) >= 2 else None)

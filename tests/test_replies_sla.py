@@ -283,3 +283,37 @@ def test_resolution_is_told_to_every_reporter_of_a_merged_case(tg) -> None:  # t
     with hub.session() as s:
         t = s.get(Ticket, first.id)
     assert t.status == "resolved" and t.resolved_at and t.feedback_at
+
+
+def test_a_batch_of_acknowledgements_is_one_job_and_one_failure_does_not_stop_the_rest(tg, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A drain queues its acknowledgements as one outbound job (RQ's per-job cost once per batch);
+    a reply that fails unexpectedly inside it goes on as its own job, and every citizen still gets
+    exactly one answer."""
+    import workers.jobs as jobs
+    from core.intake import accept_many
+    from core.queue import OUTBOUND, SEND_OUTBOUND, SEND_OUTBOUND_MANY, get_queue
+
+    hub, state = tg
+    chats = [811, 812, 813]
+    texts = ["Sampah menumpuk di TPS Jl. Semolowaru belum diangkut", "Lampu PJU mati di gang 3 Jl. Kalijudan",
+             "Pohon tumbang menutup Jl. Diponegoro, mohon dipotong"]
+    accept_many([TelegramConnector.parse(state.citizen_update(c, t)) for c, t in zip(chats, texts)])
+    jobs.drain_inbound()
+    queued = get_queue(OUTBOUND).get_jobs()
+    assert [j.func_name for j in queued] == [SEND_OUTBOUND_MANY]
+    ids = queued[0].args[0]
+    assert len(ids) == 3
+    real, broken = jobs.deliver, ids[1]
+
+    def deliver(cfg, mid):  # type: ignore[no-untyped-def]
+        if mid == broken:
+            raise RuntimeError("disk full while rendering")
+        return real(cfg, mid)
+
+    monkeypatch.setattr(jobs, "deliver", deliver)
+    get_queue(OUTBOUND).empty()
+    assert jobs.send_outbound_many(ids) == {"sent": 2, "requeued": 1}
+    assert [j.func_name for j in get_queue(OUTBOUND).get_jobs()] == [SEND_OUTBOUND]
+    monkeypatch.setattr(jobs, "deliver", real)
+    hub.run_worker()
+    assert [len(state.messages_to(c)) for c in chats] == [1, 1, 1]

@@ -9,7 +9,7 @@ from core.logs import bind, unbind
 from core.db import session_scope
 from core.dedup_race import settle
 from core.pipeline import process
-from core.queue import enqueue_outbound
+from core.queue import enqueue_outbound, enqueue_outbound_many
 from core.replies import deliver
 
 log = logging.getLogger(__name__)
@@ -84,22 +84,9 @@ def drain_inbound() -> dict:
             _record_failure(mid, exc, delays)
             if delays:
                 enqueue_inbound(mid, delay=delays[0])
-        outbound = [o for oc in outcomes for o in oc.outbound]
-        _enqueue_outbound_many(outbound)
+        enqueue_outbound_many([o for oc in outcomes for o in oc.outbound])
         enqueue_fetch_many([oc.message_id for oc in outcomes])
         done += len(outcomes)
-
-
-def _enqueue_outbound_many(ids: list[int]) -> None:
-    if not ids:
-        return
-    from rq import Queue
-
-    from core.queue import OUTBOUND, SEND_OUTBOUND, get_queue
-
-    q = get_queue(OUTBOUND)
-    q.enqueue_many([Queue.prepare_data(SEND_OUTBOUND, (mid,), job_id=f"out-{mid}-0", result_ttl=600,
-                                       failure_ttl=30 * 86400) for mid in ids])
 
 
 def _record_failure(message_id: int, exc: Exception, delays: list[int]) -> None:
@@ -148,6 +135,22 @@ def send_outbound(message_id: int, attempt: int = 0) -> dict:
     if result.state == "retry" and result.retry_in is not None:
         enqueue_outbound(message_id, delay=result.retry_in, attempt=attempt + 1)
     return {"state": result.state, "provider_id": result.provider_id}
+
+
+def send_outbound_many(message_ids: list[int]) -> dict:
+    """Deliver a batch of stored replies (a drain's acknowledgements) one after another. A reply
+    that fails unexpectedly goes on as its own job, so it neither stops the others nor hides:
+    it retries, and lands in RQ's failed registry if it keeps failing."""
+    states: dict[str, int] = {}
+    for mid in message_ids:
+        try:
+            state = send_outbound(mid)["state"]
+        except Exception:  # noqa: BLE001 - isolate the one reply; the rest of the batch goes out
+            log.exception("outbound %s failed inside a batch; queued on its own", mid)
+            enqueue_outbound(mid, attempt=1)
+            state = "requeued"
+        states[state] = states.get(state, 0) + 1
+    return states
 
 
 def sla_sweep() -> dict:

@@ -30,7 +30,7 @@ def run_worker(burst: bool = False, name: str | None = None, queues: list[str] |
 
 
 def _warm(cfg) -> None:  # type: ignore[no-untyped-def]
-    """Load what the first job needs (classifier, gazetteer, dedup tables) before taking it, so no
+    """Load what the first job needs (settings, classifier, gazetteer, dedup tables) before taking it, so no
     citizen waits for it; then freeze those long-lived objects out of the garbage collector's
     full passes, which otherwise rescan them all (~60 ms) while a batch waits."""
     import gc
@@ -39,7 +39,9 @@ def _warm(cfg) -> None:  # type: ignore[no-untyped-def]
     from core.classify import get_classifier
     from core.models import Message
     from core.pipeline import locate
+    from workers.jobs import effective
 
+    effective()  # imports what reading the admins' settings needs
     text = "lampu jalan mati di Jl. Merdeka depan pasar"
     decision = get_classifier(cfg).classify(text)
     row = Message(direction="in", channel="sms", external_id="warm", text=text, location={"lat": -6.9, "lon": 107.6})
