@@ -39,18 +39,19 @@ def _hits(buckets: list[str], lists: list[Any]) -> "Counter[int]":
     return hits
 
 
-# Lua keeps the per-bucket work inside Redis: one command instead of three (or one) per bucket.
+# Lua keeps the per-bucket work inside Redis. KEYS: the batch's buckets, each once; ARGV: cap, ttl,
+# prefix, the number of documents, their ids, then per bucket its number of ids and those ids (in
+# the batch's order, so the list ends as if they had been pushed one report at a time).
 _PUSH_ALL = """
-local cap, ttl, prefix, k = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], 1
+local cap, ttl, prefix, nd = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
 local seq = redis.call('INCR', prefix .. 'seq')
-local ids = {}
-for d = 4, #ARGV, 2 do
-  ids[#ids + 1] = ARGV[d]
-  for j = 1, tonumber(ARGV[d + 1]) do
-    if redis.call('LPUSH', KEYS[k], ARGV[d]) > cap then redis.call('LTRIM', KEYS[k], 0, cap - 1) end
-    redis.call('EXPIRE', KEYS[k], ttl)
-    k = k + 1
-  end
+local ids, a = {}, 5 + nd
+for d = 1, nd do ids[d] = ARGV[4 + d] end
+for k = 1, #KEYS do
+  local c = tonumber(ARGV[a])
+  if redis.call('LPUSH', KEYS[k], unpack(ARGV, a + 1, a + c)) > cap then redis.call('LTRIM', KEYS[k], 0, cap - 1) end
+  redis.call('EXPIRE', KEYS[k], ttl)
+  a = a + c + 1
 end
 redis.call('ZADD', prefix .. 'adds', seq, seq .. ':' .. table.concat(ids, ','))
 redis.call('ZREMRANGEBYRANK', prefix .. 'adds', 0, -(ADDS_KEPT + 1))
@@ -152,13 +153,15 @@ class RedisBackend:
         if not docs:
             return 0
         p = self.r.pipeline(transaction=False)
-        keys: list[str] = []
-        args: list[Any] = [BUCKET_CAP, self.ttl, self.PREFIX]
+        per_key: dict[str, list[int]] = {}  # a bucket many of the batch's reports share: one push, one expire
         for doc_id, doc, buckets in docs:
             p.set(f"{self.PREFIX}doc:{doc_id}", orjson.dumps(doc), ex=self.ttl)
-            keys += [self.PREFIX + n for n in buckets]
-            args += [doc_id, len(buckets)]
-        p.eval(_PUSH_ALL, len(keys), *keys, *args)
+            for n in buckets:
+                per_key.setdefault(self.PREFIX + n, []).append(doc_id)
+        args: list[Any] = [BUCKET_CAP, self.ttl, self.PREFIX, len(docs), *(d[0] for d in docs)]
+        for ids in per_key.values():
+            args += [len(ids), *ids]
+        p.eval(_PUSH_ALL, len(per_key), *per_key, *args)
         return int(p.execute()[-1])
 
     def seq(self) -> int:

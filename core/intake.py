@@ -133,9 +133,7 @@ def _store_many(session: Session, msgs: list[InboundMessage]) -> list[tuple[int,
     """(message id, created, still waiting to be processed) for each of `msgs`, in order."""
     m = Message.__table__  # type: ignore[attr-defined]
     keys = list(dict.fromkeys((x.channel, x.external_id) for x in msgs))
-    known = {(r.channel, r.external_id): (r.id, r.state == "stored") for r in session.execute(
-        sa.select(m.c.id, m.c.channel, m.c.external_id, m.c.state)
-        .where(sa.tuple_(m.c.channel, m.c.external_id).in_(keys)))}
+    known = _known_messages(session, keys)
     fresh: dict[tuple[str, str], InboundMessage] = {}
     for x in msgs:
         if (x.channel, x.external_id) not in known:
@@ -154,9 +152,7 @@ def _store_many(session: Session, msgs: list[InboundMessage]) -> list[tuple[int,
         created = {(c, e): i for i, c, e in session.execute(ins.returning(m.c.id, m.c.channel, m.c.external_id), rows)}
         lost = [k for k in fresh if k not in created]  # a concurrent delivery stored it a moment ago
         if lost:
-            known.update({(r.channel, r.external_id): (r.id, r.state == "stored") for r in session.execute(
-                sa.select(m.c.id, m.c.channel, m.c.external_id, m.c.state)
-                .where(sa.tuple_(m.c.channel, m.c.external_id).in_(lost)))})
+            known.update(_known_messages(session, lost))
     out, seen = [], set()
     for x in msgs:
         k = (x.channel, x.external_id)
@@ -192,11 +188,29 @@ def _contacts(session: Session, msgs: list[InboundMessage]) -> dict[tuple[str, s
     return {k: v[0] for k, v in found.items()}
 
 
+def _pairs_in(col_a: Any, col_b: Any, keys: list[tuple[str, str]]) -> Any:
+    """(a, b) among `keys`, as `a IN (...) AND b IN (...)` (the pairs are then checked in Python):
+    both databases walk the unique (a, b) index with it, and SQLAlchemy expands two short lists far
+    faster than a list of tuples, which cost the web process a third of its time per page."""
+    return sa.and_(col_a.in_(sorted({a for a, _ in keys})), col_b.in_(sorted({b for _, b in keys})))
+
+
+def _known_messages(session: Session, keys: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, bool]]:
+    """(channel, external id) -> (message id, still waiting to be processed) for those stored."""
+    m = Message.__table__  # type: ignore[attr-defined]
+    wanted = set(keys)
+    rows = session.execute(sa.select(m.c.id, m.c.channel, m.c.external_id, m.c.state)
+                           .where(_pairs_in(m.c.channel, m.c.external_id, keys)))
+    return {(r.channel, r.external_id): (r.id, r.state == "stored") for r in rows
+            if (r.channel, r.external_id) in wanted}
+
+
 def _known_contacts(session: Session, keys: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, str | None]]:
     c = Contact.__table__  # type: ignore[attr-defined]
-    return {(r.channel, r.address): (r.id, r.display_name) for r in session.execute(
-        sa.select(c.c.id, c.c.channel, c.c.address, c.c.display_name)
-        .where(sa.tuple_(c.c.channel, c.c.address).in_(keys)))}
+    wanted = set(keys)
+    rows = session.execute(sa.select(c.c.id, c.c.channel, c.c.address, c.c.display_name)
+                           .where(_pairs_in(c.c.channel, c.c.address, keys)))
+    return {(r.channel, r.address): (r.id, r.display_name) for r in rows if (r.channel, r.address) in wanted}
 
 
 def reconcile(older_than: timedelta = timedelta(seconds=30)) -> int:
