@@ -195,14 +195,24 @@ def _pairs_in(col_a: Any, col_b: Any, keys: list[tuple[str, str]]) -> Any:
     return sa.and_(col_a.in_(sorted({a for a, _ in keys})), col_b.in_(sorted({b for _, b in keys})))
 
 
+REQUEUE_AFTER = timedelta(seconds=10)
+
+
 def _known_messages(session: Session, keys: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, bool]]:
-    """(channel, external id) -> (message id, still waiting to be processed) for those stored."""
+    """(channel, external id) -> (message id, to be queued again) for those stored. A re-delivery of
+    a message still waiting queues it again (its first queueing may have been lost with Redis),
+    unless it was stored moments ago: then it is surely still in the inbox, and a second copy
+    there would only have two workers race for it."""
     m = Message.__table__  # type: ignore[attr-defined]
-    wanted = set(keys)
-    rows = session.execute(sa.select(m.c.id, m.c.channel, m.c.external_id, m.c.state)
+    wanted, cutoff = set(keys), utcnow() - REQUEUE_AFTER
+    rows = session.execute(sa.select(m.c.id, m.c.channel, m.c.external_id, m.c.state, m.c.created_at)
                            .where(_pairs_in(m.c.channel, m.c.external_id, keys)))
-    return {(r.channel, r.external_id): (r.id, r.state == "stored") for r in rows
+    return {(r.channel, r.external_id): (r.id, r.state == "stored" and _aware(r.created_at) < cutoff) for r in rows
             if (r.channel, r.external_id) in wanted}
+
+
+def _aware(at: datetime) -> datetime:
+    return at if at.tzinfo is not None else at.replace(tzinfo=timezone.utc)  # SQLite gives naive UTC
 
 
 def _known_contacts(session: Session, keys: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, str | None]]:

@@ -145,3 +145,26 @@ def test_a_message_another_worker_took_first_leaves_the_rest_of_the_batch_in_bul
         acks = s.exec(select(Message).where(Message.direction == "out")).all()
     assert {m.state for m in rows} == {"processed"}
     assert sorted(a.reply_to_id for a in acks) == sorted(ids)  # each answered once, ids[2] by the other worker
+
+
+def test_a_redelivery_moments_later_is_not_queued_twice_but_a_late_one_is(hub) -> None:  # type: ignore[no-untyped-def]
+    """A provider re-delivering a message still waiting does not put a second copy in the inbox
+    (two workers would race for it); one arriving after the first could have been lost with Redis
+    queues it again, without waiting for the reconciler."""
+    from sqlalchemy import update
+
+    from core.queue import INBOX
+    from core.redisconn import get_redis
+
+    m = InboundMessage(channel="telegram", external_id="r-1", sender="5571", text=OTHERS[0],
+                       received_at=datetime(2026, 11, 21, 1, 0, tzinfo=timezone.utc))
+    first = accept_many([m])[0]
+    again = accept_many([m, m])  # moments later, and twice in one page
+    assert first.created and first.queued and [a.created or a.queued for a in again] == [False, False]
+    assert get_redis().lrange(INBOX, 0, -1) == [str(first.message_id).encode()]
+    with hub.session() as s:
+        s.execute(update(Message).where(Message.id == first.message_id).values(
+            created_at=datetime.now(timezone.utc) - timedelta(minutes=1)))
+        s.commit()
+    late = accept_many([m])[0]
+    assert not late.created and late.queued and get_redis().llen(INBOX) == 2
