@@ -61,6 +61,7 @@ class Item:
     ticket_opd: str | None = None  # the OPD of the ticket it opened or joined
     outbound: list[int] = field(default_factory=list)
     names: list[str] = field(default_factory=list)  # the dedup buckets a lookup reads
+    index_names: list[str] = field(default_factory=list)  # the buckets it is stored in, if indexed
 
 
 def process_batch(session: Session, cfg: AppConfig, ids: list[int],
@@ -185,7 +186,8 @@ def _write(session: Session, cfg: AppConfig, items: list[Item], complaints: list
     _count_reporters(session, complaints, now)
     _insert_events(session, items, numbers, now)
     _queue_replies(session, cfg, complaints, numbers)
-    dedup.remember_many(session, cfg, [(it.row, it.feats, it.opd) for it in complaints if _indexed(it)])
+    dedup.remember_many(session, cfg, [(it.row, it.feats, it.opd, it.index_names) for it in complaints
+                                       if _indexed(it)])
     return [_outcome(it, numbers) for it in items]
 
 
@@ -198,12 +200,12 @@ def _deduplicate(session: Session, cfg: AppConfig, items: list[Item], new_ticket
     queries = [it.names for it in items]
     found = be.candidates_many(queries)
     open_now = _open_tickets(session, {d for c in found for d in c})
-    batch_docs: list[tuple[Item, set[str]]] = []  # this batch's indexed reports, as later ones see them
+    batch_docs = _BatchDocs()  # this batch's indexed reports, as later ones see them
     for it, names, cands in zip(items, queries, found):
         f = it.feats
         assert f is not None
         found_match = _repeat(cfg, it, repeats.get(it.row.contact_id, [])) or \
-            _case(cfg, it, names, cands, batch_docs, open_now)
+            _case(cfg, it, cands, batch_docs.sharing(names), open_now)
         if found_match is None:
             it.new, it.kind, it.opened, it.ticket_opd = len(new_tickets), "complaint", True, it.decision.opd  # type: ignore[union-attr]
             new_tickets.append(it)
@@ -213,7 +215,25 @@ def _deduplicate(session: Session, cfg: AppConfig, items: list[Item], new_ticket
         repeats.setdefault(it.row.contact_id, []).append((it.row.id, f, (it.ticket, it.new), it.ticket_opd,
                                                           it.row.received_at))
         if _indexed(it):
-            batch_docs.append((it, set(dedup.index_buckets(cfg, f, it.opd))))
+            it.index_names = dedup.index_buckets(cfg, f, it.opd)
+            batch_docs.add(it)
+
+
+class _BatchDocs:
+    """The batch's indexed reports by bucket: a report meets only those sharing a bucket with it,
+    in batch order, without comparing it with every earlier report."""
+
+    def __init__(self) -> None:
+        self.docs: list[Item] = []
+        self.by_bucket: dict[str, list[int]] = {}
+
+    def add(self, it: Item) -> None:
+        for b in it.index_names:
+            self.by_bucket.setdefault(b, []).append(len(self.docs))
+        self.docs.append(it)
+
+    def sharing(self, names: list[str]) -> list[Item]:
+        return [self.docs[i] for i in sorted({i for b in names for i in self.by_bucket.get(b, ())})]
 
 
 def _indexed(it: Item) -> bool:
@@ -258,9 +278,10 @@ def _repeat(cfg: AppConfig, it: Item, history: list[tuple]) -> Found | None:
                        reasons={**reasons, "matched_message": other_id}), ref, code
 
 
-def _case(cfg: AppConfig, it: Item, names: list[str], cands: dict[int, dict], batch_docs: list[tuple[Item, set[str]]],
+def _case(cfg: AppConfig, it: Item, cands: dict[int, dict], earlier: list[Item],
           open_now: dict[int, tuple[int, str | None]]) -> Found | None:
-    """Another reporter's open case of the same problem (see dedup.find_match)."""
+    """Another reporter's open case of the same problem (see dedup.find_match): among the index's
+    candidates, then among the batch's `earlier` reports sharing a bucket with it."""
     f = it.feats
     assert f is not None
     now, window = it.row.received_at.timestamp(), dedup.window_days(cfg, it.decision.opd) * 86400  # type: ignore[union-attr]
@@ -274,9 +295,8 @@ def _case(cfg: AppConfig, it: Item, names: list[str], cands: dict[int, dict], ba
         verdict = dedup.judge(f, Features.of_doc(doc), cfg)
         if verdict is not None:
             scored.append((verdict[0], doc_id, verdict[1], ((tid, None), code)))
-    wanted = set(names)
-    for other, buckets in batch_docs:
-        if other.opd != it.opd or not wanted & buckets:
+    for other in earlier:
+        if other.opd != it.opd:
             continue
         verdict = dedup.judge(f, other.feats, cfg)  # type: ignore[arg-type]
         if verdict is not None:

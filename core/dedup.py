@@ -225,9 +225,13 @@ def _plain_features(text: str, lat: float | None, lon: float | None) -> Features
 
 
 def _doc(cfg: AppConfig, msg: Message, f: Features, opd: str) -> tuple[dict[str, Any], list[str]]:
+    return _document(msg, f, opd), index_buckets(cfg, f, opd)
+
+
+def _document(msg: Any, f: Features, opd: str) -> dict[str, Any]:
+    """What the index keeps of a report (a lookup judges it without reading the database)."""
     assert msg.received_at is not None
-    doc = {"m": msg.id, "o": opd, "at": msg.received_at.timestamp(), "f": f.to_json(), "c": msg.contact_id}
-    return doc, index_buckets(cfg, f, opd)
+    return {"m": msg.id, "o": opd, "at": msg.received_at.timestamp(), "f": f.to_json(), "c": msg.contact_id}
 
 
 def _opd_key(decision: Decision) -> str:
@@ -299,15 +303,15 @@ def lookup_buckets(cfg: AppConfig, f: Features, opd: str, neighbours: bool = Tru
     return bucket_names(f, opd, None, bands, rows, neighbours=neighbours, band_ids=list(ids) if ids else None)
 
 
-def remember_many(session: Session, cfg: AppConfig, reports: list[tuple[Any, Features, str]]) -> None:
-    """Queue (message row, features, OPD) reports for the index; written once the transaction commits."""
+def remember_many(session: Session, cfg: AppConfig, reports: list[tuple[Any, Features, str, list[str]]]) -> None:
+    """Queue (message row, features, OPD, its index buckets) reports for the index; written once the
+    transaction commits."""
     if not reports:
         return
     be = backend(session, cfg)
     st = _stash(session)
-    for row, f, opd in reports:
-        doc, buckets = _doc(cfg, row, f, opd)
-        st["add"].append((be, row.id, doc, buckets))
+    for row, f, opd, buckets in reports:
+        st["add"].append((be, row.id, _document(row, f, opd), buckets))
 
 
 # ---------------------------------------------------------------- pipeline interface
