@@ -28,6 +28,7 @@ from core import dedup
 from core.civic_models import ProposalDraft
 from core.classify import Decision, get_classifier
 from core.config import AppConfig
+from core.db import one_of
 from core.dedup_index import Features
 from core.location import Place
 from core.models import Contact, Event, Message, Ticket, utcnow
@@ -68,7 +69,7 @@ def process_batch(session: Session, cfg: AppConfig, ids: list[int],
                   retries: int = 2) -> tuple[list[Outcome], dict[int, Exception]]:
     """Process the stored messages among `ids` inside `session` (the caller commits).
     Returns (outcomes, failures); a failed message is rolled back alone and retried by the caller."""
-    rows = session.execute(select(M).where(M.c.id.in_(ids), M.c.state == "stored").order_by(M.c.id)).all()
+    rows = session.execute(select(M).where(one_of(session, M.c.id, ids), M.c.state == "stored").order_by(M.c.id)).all()
     if not rows:
         return [], {}
     fast, slow = _split(session, cfg, rows)
@@ -107,7 +108,7 @@ def _without_taken(session: Session, items: list[Item]) -> list[Item]:
     """The batch again, less the messages another worker took meanwhile, with only the per-message
     work kept (classification, place, features): what deduplication decided depended on them."""
     ids = [it.row.id for it in items]
-    stored = set(session.execute(select(M.c.id).where(M.c.id.in_(ids), M.c.state == "stored")).scalars())
+    stored = set(session.execute(select(M.c.id).where(one_of(session, M.c.id, ids), M.c.state == "stored")).scalars())
     return [Item(row=it.row, decision=it.decision, place=it.place, feats=it.feats, opd=it.opd, names=it.names)
             for it in items if it.row.id in stored]
 
@@ -122,16 +123,16 @@ def _split(session: Session, cfg: AppConfig, rows: list[Any]) -> tuple[list[Any]
     same way, so their order is kept."""
     contacts = {r.contact_id for r in rows if r.contact_id is not None}
     odd = {c for c, blocked in session.execute(
-        select(Contact.id, Contact.blocked).where(Contact.id.in_(contacts))) if blocked}
-    odd |= set(session.execute(select(ProposalDraft.contact_id).where(ProposalDraft.contact_id.in_(contacts))).scalars())
+        select(Contact.id, Contact.blocked).where(one_of(session, Contact.id, contacts))) if blocked}
+    odd |= set(session.execute(select(ProposalDraft.contact_id).where(one_of(session, ProposalDraft.contact_id, contacts))).scalars())
     odd |= set(session.execute(
         select(M.c.contact_id).join(T, T.c.id == M.c.ticket_id)
-        .where(M.c.contact_id.in_(contacts), M.c.direction == "in", T.c.awaiting_citizen_since.is_not(None),
+        .where(one_of(session, M.c.contact_id, contacts), M.c.direction == "in", T.c.awaiting_citizen_since.is_not(None),
                T.c.status.in_(("new", "routed", "responded")))).scalars())
     first = min(r.received_at for r in rows) - timedelta(minutes=1)
     last = max(r.received_at for r in rows)
     odd |= {c for c, n in session.execute(
-        select(M.c.contact_id, func.count()).where(M.c.contact_id.in_(contacts), M.c.direction == "in",
+        select(M.c.contact_id, func.count()).where(one_of(session, M.c.contact_id, contacts), M.c.direction == "in",
                                                     M.c.received_at > first, M.c.received_at <= last)
         .group_by(M.c.contact_id)) if n >= cfg.flood.max_per_minute}
     for r in rows:
@@ -253,7 +254,7 @@ def _repeat_history(session: Session, cfg: AppConfig, items: list[Item]) -> dict
     for r in session.execute(
             select(M.c.id, M.c.contact_id, M.c.text, M.c.location, M.c.ticket_id, T.c.opd_code, M.c.received_at)
             .join(T, T.c.id == M.c.ticket_id)
-            .where(M.c.contact_id.in_(contacts), M.c.direction == "in", M.c.received_at >= lo,
+            .where(one_of(session, M.c.contact_id, contacts), M.c.direction == "in", M.c.received_at >= lo,
                    M.c.received_at <= hi, T.c.status.in_(dedup.OPEN))):
         out.setdefault(r.contact_id, []).append((r.id, dedup.features_of(r, None), (r.ticket_id, None), r.opd_code,
                                                  r.received_at))
@@ -315,7 +316,7 @@ def _open_tickets(session: Session, message_ids: set[int]) -> dict[int, tuple[in
 def _claim(session: Session, rows: list[Any]) -> None:
     """The first write of the transaction: take every message of the batch, or none."""
     ids = [r.id for r in rows]
-    res = session.execute(update(M).where(M.c.id.in_(ids), M.c.state == "stored").values(state="processing"))
+    res = session.execute(update(M).where(one_of(session, M.c.id, ids), M.c.state == "stored").values(state="processing"))
     if res.rowcount != len(ids):
         raise _Lost()
 
@@ -366,7 +367,7 @@ def _count_reporters(session: Session, items: list[Item], now: datetime) -> None
         return
     tickets = {it.ticket for it in joined}
     seen = {(t, c) for t, c in session.execute(
-        select(M.c.ticket_id, M.c.contact_id).where(M.c.ticket_id.in_(tickets), M.c.direction == "in",
+        select(M.c.ticket_id, M.c.contact_id).where(one_of(session, M.c.ticket_id, tickets), M.c.direction == "in",
                                                      M.c.id.not_in([it.row.id for it in joined]))).all()}
     seen |= {(it.ticket, it.row.contact_id) for it in items if it.opened}
     extra: dict[int, int] = dict.fromkeys(tickets, 0)
@@ -402,14 +403,14 @@ def _numbers(session: Session, items: list[Item]) -> dict[int, tuple[str, str | 
     """ticket id -> (number, OPD, status) for every ticket the batch touched."""
     ids = {it.ticket for it in items if it.ticket is not None}
     return {r.id: (r.number, r.opd_code, r.status) for r in session.execute(
-        select(T.c.id, T.c.number, T.c.opd_code, T.c.status).where(T.c.id.in_(ids)))} if ids else {}
+        select(T.c.id, T.c.number, T.c.opd_code, T.c.status).where(one_of(session, T.c.id, ids)))} if ids else {}
 
 
 def _queue_replies(session: Session, cfg: AppConfig, items: list[Item], numbers: dict[int, tuple]) -> None:
     """One acknowledgement per new ticket; at most one "already reported" per contact and ticket."""
     contacts = {it.row.contact_id for it in items}
     muted = {c.id: c.opted_out_reason or "contact opted out or blocked" for c in session.execute(
-        select(Contact.id, Contact.opted_out_reason).where(Contact.id.in_(contacts), Contact.opted_out)).all()}
+        select(Contact.id, Contact.opted_out_reason).where(one_of(session, Contact.id, contacts), Contact.opted_out)).all()}
     rows, owner = [], {}
     for it in items:
         number, code, _ = numbers[it.ticket]  # type: ignore[index]

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -75,6 +76,19 @@ def insert_ignore(session: Session, table: sa.Table, unique: list[str]):  # type
     else:
         from sqlalchemy.dialects.sqlite import insert
     return insert(table).on_conflict_do_nothing(index_elements=unique)
+
+
+def one_of(session: Session, col: Any, values: Iterable[Any]) -> Any:
+    """`col IN (values)` for a batch's ids. On PostgreSQL it is `col = ANY(array)`, one parameter:
+    the statement is the same whatever the number of values, so psycopg parses it once, while an
+    IN list of a hundred ids (past psycopg's 50-parameter cache) was parsed again on every call,
+    about 2 ms each, 15 times per batch."""
+    values = list(values)
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import ARRAY
+
+        return col == sa.any_(sa.bindparam(None, values, type_=ARRAY(col.type)))
+    return col.in_(values)
 
 
 def alembic_config(url: str):  # type: ignore[no-untyped-def]

@@ -33,6 +33,7 @@ from sqlmodel import Session, select
 
 from core.classify import Decision
 from core.config import AppConfig
+from core.db import one_of
 from core.dedup_index import (word_bands, word_bands_many, HEADS, STATES, Features, bucket_names, distance_m,
                               features, lsh_params, same_place)
 from core.dedup_store import MemoryBackend, RedisBackend
@@ -358,9 +359,9 @@ def open_case_tickets(session: Session, message_ids: set[int]) -> dict[int, tupl
     if not message_ids:
         return {}
     owner = dict(session.exec(select(Message.id, Message.ticket_id).where(  # type: ignore[call-overload]
-        Message.id.in_(message_ids), Message.ticket_id.is_not(None))).all())  # type: ignore[union-attr]
+        one_of(session, Message.id, message_ids), Message.ticket_id.is_not(None))).all())  # type: ignore[union-attr]
     tickets = {tid: (status, code) for tid, status, code in session.exec(
-        select(Ticket.id, Ticket.status, Ticket.opd_code).where(Ticket.id.in_(set(owner.values())),
+        select(Ticket.id, Ticket.status, Ticket.opd_code).where(one_of(session, Ticket.id, set(owner.values())),
                                                                 Ticket.status.in_(OPEN))).all()}
     return {mid: (tid, *tickets[tid]) for mid, tid in owner.items() if tid in tickets}
 

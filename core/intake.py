@@ -23,7 +23,7 @@ from sqlalchemy import or_
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlmodel import Session, select
 
-from core.db import insert_ignore, session_scope
+from core.db import insert_ignore, one_of, session_scope
 from core.message import InboundMessage
 from core.models import Contact, Message, utcnow
 
@@ -188,11 +188,12 @@ def _contacts(session: Session, msgs: list[InboundMessage]) -> dict[tuple[str, s
     return {k: v[0] for k, v in found.items()}
 
 
-def _pairs_in(col_a: Any, col_b: Any, keys: list[tuple[str, str]]) -> Any:
+def _pairs_in(session: Session, col_a: Any, col_b: Any, keys: list[tuple[str, str]]) -> Any:
     """(a, b) among `keys`, as `a IN (...) AND b IN (...)` (the pairs are then checked in Python):
     both databases walk the unique (a, b) index with it, and SQLAlchemy expands two short lists far
     faster than a list of tuples, which cost the web process a third of its time per page."""
-    return sa.and_(col_a.in_(sorted({a for a, _ in keys})), col_b.in_(sorted({b for _, b in keys})))
+    return sa.and_(one_of(session, col_a, sorted({a for a, _ in keys})),
+                   one_of(session, col_b, sorted({b for _, b in keys})))
 
 
 REQUEUE_AFTER = timedelta(seconds=10)
@@ -206,7 +207,7 @@ def _known_messages(session: Session, keys: list[tuple[str, str]]) -> dict[tuple
     m = Message.__table__  # type: ignore[attr-defined]
     wanted, cutoff = set(keys), utcnow() - REQUEUE_AFTER
     rows = session.execute(sa.select(m.c.id, m.c.channel, m.c.external_id, m.c.state, m.c.created_at)
-                           .where(_pairs_in(m.c.channel, m.c.external_id, keys)))
+                           .where(_pairs_in(session, m.c.channel, m.c.external_id, keys)))
     return {(r.channel, r.external_id): (r.id, r.state == "stored" and _aware(r.created_at) < cutoff) for r in rows
             if (r.channel, r.external_id) in wanted}
 
@@ -219,7 +220,7 @@ def _known_contacts(session: Session, keys: list[tuple[str, str]]) -> dict[tuple
     c = Contact.__table__  # type: ignore[attr-defined]
     wanted = set(keys)
     rows = session.execute(sa.select(c.c.id, c.c.channel, c.c.address, c.c.display_name)
-                           .where(_pairs_in(c.c.channel, c.c.address, keys)))
+                           .where(_pairs_in(session, c.c.channel, c.c.address, keys)))
     return {(r.channel, r.address): (r.id, r.display_name) for r in rows if (r.channel, r.address) in wanted}
 
 

@@ -198,14 +198,14 @@ def enqueue_fetch_many(message_ids: list[int]) -> list[int]:
     from rq import Queue, Retry
     from sqlmodel import select
 
-    from core.db import session_scope
+    from core.db import one_of, session_scope
     from core.models import Message
     from core.queue import MAINTENANCE, get_queue
 
     if not message_ids:
         return []
     with session_scope() as s:
-        rows = s.exec(select(Message.id, Message.attachments).where(Message.id.in_(message_ids))).all()
+        rows = s.exec(select(Message.id, Message.attachments).where(one_of(s, Message.id, message_ids))).all()
     ids = [mid for mid, atts in rows if any(_wanted(a) for a in atts or [])]
     if ids:
         get_queue(MAINTENANCE).enqueue_many([Queue.prepare_data(
