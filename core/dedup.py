@@ -34,10 +34,10 @@ from sqlmodel import Session, select
 from core.classify import Decision
 from core.config import AppConfig
 from core.db import one_of
-from core.dedup_index import (word_bands, word_bands_many, HEADS, STATES, Features, bucket_names, distance_m,
-                              features, lsh_params, same_place)
+from core.dedup_index import HEADS, STATES, Features, bucket_names, distance_m, features, same_place
 from core.dedup_store import MemoryBackend, RedisBackend
 from core.location import Place
+from core.lsh import lsh_params, word_bands, word_bands_many
 from core.models import Message, Ticket
 
 log = logging.getLogger(__name__)

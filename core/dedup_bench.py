@@ -12,7 +12,6 @@ complaint texts from the project's seed corpus.
 
 from __future__ import annotations
 
-import csv
 import json
 import random
 import statistics
@@ -57,7 +56,7 @@ class World:
     """Streets, wordings and the stored complaints of one run (deterministic per seed)."""
 
     def __init__(self, cfg: AppConfig, n: int, seed: int = 1):
-        from core.dedup_index import lsh_params
+        from core.lsh import lsh_params
 
         self.cfg, self.rng = cfg, random.Random(seed)
         self.bands, self.rows = lsh_params(cfg.dedup.lsh_threshold, cfg.dedup.num_perm)
@@ -76,7 +75,8 @@ def build(world: World, n: int, progress: Any) -> tuple[Any, list[tuple[str, Any
     """Fill a fresh MemoryBackend with n complaints; returns it, the stored features and build figures."""
     from dataclasses import replace
 
-    from core.dedup_index import band_matrix, bucket_names, features, signature
+    from core.dedup_index import bucket_names, features
+    from core.lsh import band_matrix, signature
     from core.dedup_store import MemoryBackend
 
     cfg, rng = world.cfg, world.rng
@@ -120,7 +120,8 @@ def build(world: World, n: int, progress: Any) -> tuple[Any, list[tuple[str, Any
 def lookup(world: World, mem: Any, text: str, opd: str, now: float) -> list[tuple[float, int]]:
     """What find_match does before its database check: candidates, then judge."""
     from core.dedup import judge
-    from core.dedup_index import Features, bucket_names, features, signature
+    from core.dedup_index import Features, bucket_names, features
+    from core.lsh import signature
 
     cfg = world.cfg
     f = features(text)

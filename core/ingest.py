@@ -77,7 +77,7 @@ def run_ingest(cfg: AppConfig, path: Path, inline: bool, as_json: bool) -> int:
 def _inline(cfg: AppConfig, good: list[tuple[int, InboundMessage]]):  # type: ignore[no-untyped-def]
     from core.db import session_scope
     from core.intake import store
-    from core.pipeline import Outcome, process
+    from core.pipeline import process
 
     for n, msg in good:
         with session_scope() as session:

@@ -77,7 +77,7 @@ _BUILTIN_SLANG: dict[str, str] = {
     "bayi": "bayi", "lara": "sakit", "mriyang": "demam", "watuk": "batuk",
     "dokter e": "dokter", "sekolahe": "sekolah", "guru ne": "guru", "bocor e": "bocor", "kabeh": "semua",
     "blas": "sama sekali", "dino": "hari", "wengi": "malam", "awan": "siang", "sore": "sore",
-    "mambu": "bau", "pesing": "bau", "banter": "kencang", "alon": "pelan", "kesuwen": "terlalu lama",
+    "pesing": "bau", "banter": "kencang", "alon": "pelan", "kesuwen": "terlalu lama",
     "ngenteni": "menunggu", "nunggu": "menunggu", "antri": "antre", "antrian": "antrean", "ngantri": "antre",
     "nyolong": "mencuri", "dicolong": "dicuri", "ilang": "hilang", "rusak e": "rusak", "jebol": "jebol",
     "mbuak": "buang", "mbuwak": "buang", "buwak": "buang", "uwuh": "sampah", "rongsok": "rongsokan",

@@ -406,7 +406,7 @@ def test_band_ids_of_a_whole_batch_equal_datasketch_per_report() -> None:
     from datasketch import MinHash
 
     from core.bench import texts
-    from core.dedup_index import band_keys, signature, word_bands_many
+    from core.lsh import band_keys, signature, word_bands_many
     from core.normalise import tokens
 
     sets = [frozenset(tokens(t)) for t in random.Random(3).sample(texts(), 300)] + [frozenset(), frozenset({"got"})]
