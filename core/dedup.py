@@ -367,9 +367,11 @@ def open_case_tickets(session: Session, message_ids: set[int]) -> dict[int, tupl
 
 
 def _pending_candidates(session: Session, names: list[str]) -> dict[int, dict]:
-    """Cases opened earlier in this same transaction (a worker's batch): not in the index until commit."""
+    """Cases opened earlier in this same transaction (a worker's batch): not in the index until commit.
+    Copies: judging one caches its parsed features in it (Features.of_doc), and the stashed ones
+    are written to the index as they are."""
     wanted = set(names)
-    return {doc_id: doc for _be, doc_id, doc, buckets in session.info.get(_STASH, {}).get("add", [])
+    return {doc_id: dict(doc) for _be, doc_id, doc, buckets in session.info.get(_STASH, {}).get("add", [])
             if wanted.intersection(buckets)}
 
 

@@ -207,7 +207,8 @@ class Features:
 
     @classmethod
     def of_doc(cls, doc: dict[str, Any]) -> "Features":
-        """An index document's features, parsed once however many lookups of a batch judge it."""
+        """An index document's features, parsed once however many lookups of a batch judge it
+        (kept in the document under "_F": only for documents read from the index)."""
         f = doc.get("_F")
         if f is None:
             f = doc["_F"] = cls.from_json(doc["f"])

@@ -168,3 +168,25 @@ def test_a_redelivery_moments_later_is_not_queued_twice_but_a_late_one_is(hub) -
         s.commit()
     late = accept_many([m])[0]
     assert not late.created and late.queued and get_redis().llen(INBOX) == 2
+
+
+def test_reports_taken_one_at_a_time_in_one_transaction_are_all_indexed(hub, caplog) -> None:  # type: ignore[no-untyped-def]
+    """The one-at-a-time path judges a report against the cases opened earlier in the same
+    transaction (not yet in the index); judging them must not change what is then written to the
+    index, or a later report of the flood would find nothing."""
+    from core.db import session_scope
+    from core.dedup import backend
+    from core.pipeline import process_each
+
+    t0 = datetime(2026, 11, 21, 3, 0, tzinfo=timezone.utc)
+    ids = [r.message_id for r in accept_many([InboundMessage(channel="sms", external_id=f"o{i}", sender=f"+62813{i}",
+                                                             text=text, received_at=t0 + timedelta(minutes=i))
+                                              for i, text in enumerate(FLOOD[:3])])]
+    with session_scope() as session:
+        outcomes, failures = process_each(session, hub.cfg, ids)
+    assert not failures and len({o.ticket for o in outcomes}) == 1
+    assert "could not index" not in caplog.text
+    with session_scope() as session:
+        be = backend(session, hub.cfg)
+        written = be.written_between(0, be.seq() + 1)
+    assert set(ids) <= set(written)  # every report of the case is there for the next lookup
