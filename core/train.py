@@ -33,8 +33,8 @@ from typing import IO, Any, Iterable
 
 import numpy as np
 
-from core.classify import (NONE, SHIPPED_MODEL, Classifier, PhraseMatcher, catalogue_phrases, char_text,
-                           featurise, load_model, models_dir, prepare)
+from core.classify import NONE, SHIPPED_MODEL, Classifier, load_model, models_dir
+from core.route_features import PhraseMatcher, catalogue_phrases, char_text, featurise, prepare
 from core.config import AppConfig, OPDConfig
 from core.normalise import normalise
 

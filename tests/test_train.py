@@ -142,7 +142,7 @@ def test_generic_words_stay_out_of_the_vocabulary_features() -> None:
 
 
 def test_only_the_opening_of_a_long_report_feeds_the_character_features() -> None:
-    from core.classify import char_text
+    from core.route_features import char_text
 
     art = fit(load_seed(), default_config(), {**FAST, "char": True})
     assert art["char_limit"] == 150
