@@ -46,7 +46,6 @@ class Item:
     index_names: list[str] = field(default_factory=list)  # the buckets it is stored in, if indexed
 
 
-
 def deduplicate(session: Session, cfg: AppConfig, items: list[Item], new_tickets: list[Item]) -> None:
     """Decide, in order, whether each complaint repeats the sender's own report, joins another
     reporter's case, or opens a ticket. Earlier messages of the batch count as history."""

@@ -44,17 +44,15 @@ def settle(session: Session, cfg: AppConfig) -> int:
     written = session.info.pop(SETTLE, None)
     if written is None or written.seq - written.seen < 2:  # nobody else wrote in between
         return 0
-    for attempt in range(SETTLE_ATTEMPTS):
+    for attempt in range(1, SETTLE_ATTEMPTS + 1):
         try:
             return _settle(cfg, written)
-        except OperationalError:  # SQLite: another worker wrote between this one's read and write
-            if attempt + 1 < SETTLE_ATTEMPTS:
-                time.sleep(0.05 * (attempt + 1))  # the merge rolled back whole: try it again
+        except Exception as exc:  # noqa: BLE001 - a missed merge leaves two tickets an operator can merge
+            if isinstance(exc, OperationalError) and attempt < SETTLE_ATTEMPTS:
+                time.sleep(0.05 * attempt)  # SQLite refused the write; the merge rolled back whole: again
                 continue
             log.exception("dedup: could not settle concurrent cases")
-        except Exception:  # noqa: BLE001 - a missed merge leaves two tickets an operator can merge
-            log.exception("dedup: could not settle concurrent cases")
-        return 0
+            return 0
     return 0
 
 

@@ -130,7 +130,7 @@ def accept_many(msgs: list[InboundMessage]) -> list[Accepted]:
 
 
 def _store_many(session: Session, msgs: list[InboundMessage]) -> list[tuple[int, bool, bool]]:
-    """(message id, created, still waiting to be processed) for each of `msgs`, in order."""
+    """(message id, created, to be queued) for each of `msgs`, in order (see _known_messages)."""
     m = Message.__table__  # type: ignore[attr-defined]
     keys = list(dict.fromkeys((x.channel, x.external_id) for x in msgs))
     known = _known_messages(session, keys)
@@ -208,12 +208,8 @@ def _known_messages(session: Session, keys: list[tuple[str, str]]) -> dict[tuple
     wanted, cutoff = set(keys), utcnow() - REQUEUE_AFTER
     rows = session.execute(sa.select(m.c.id, m.c.channel, m.c.external_id, m.c.state, m.c.created_at)
                            .where(_pairs_in(session, m.c.channel, m.c.external_id, keys)))
-    return {(r.channel, r.external_id): (r.id, r.state == "stored" and _aware(r.created_at) < cutoff) for r in rows
+    return {(r.channel, r.external_id): (r.id, r.state == "stored" and r.created_at < cutoff) for r in rows
             if (r.channel, r.external_id) in wanted}
-
-
-def _aware(at: datetime) -> datetime:
-    return at if at.tzinfo is not None else at.replace(tzinfo=timezone.utc)  # SQLite gives naive UTC
 
 
 def _known_contacts(session: Session, keys: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, str | None]]:
