@@ -9,6 +9,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlmodel import Session, create_engine
@@ -88,7 +89,10 @@ def one_of(session: Session, col: Any, values: Iterable[Any]) -> Any:
         from sqlalchemy.dialects.postgresql import ARRAY
 
         return col == sa.any_(sa.bindparam(None, values, type_=ARRAY(col.type)))
-    return col.in_(values)
+    # SQLite: the list as one JSON parameter read by json_each, for a like reason: an expanded IN list
+    # coerces every value and makes a new statement string per length, compiled and prepared anew.
+    return col.in_(sa.select(sa.literal_column("value")).select_from(
+        sa.func.json_each(sa.bindparam(None, orjson.dumps(values).decode(), type_=sa.String))))
 
 
 def alembic_config(url: str):  # type: ignore[no-untyped-def]

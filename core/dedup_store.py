@@ -39,46 +39,54 @@ def _hits(buckets: list[str], lists: list[Any]) -> "Counter[int]":
     return hits
 
 
-# Lua keeps the per-bucket work inside Redis. KEYS: the batch's buckets, each once; ARGV: cap, ttl,
-# prefix, the number of documents, their ids, then per bucket its number of ids and those ids (in
-# the batch's order, so the list ends as if they had been pushed one report at a time).
+# Lua keeps the per-bucket work inside Redis. A batch travels as one JSON argument decoded by Redis's
+# C cjson: as separate arguments its ~16,000 ids and bucket names were packed one by one in Python.
+# (Keys are not declared: like every multi-bucket lookup here they span hash slots, so the index
+# needs a non-cluster Redis, as it always did.)
+# ARGV: cap, ttl, prefix, then one flat JSON array (one Lua table, not one per bucket): the number
+# of documents, their ids, then per bucket its name, its number of ids and those ids (in the batch's
+# order, so the list ends as if they had been pushed one report at a time). Ids come as strings.
 _PUSH_ALL = """
-local cap, ttl, prefix, nd = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
+local cap, ttl, prefix = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+local a = cjson.decode(ARGV[4])
+local nd = a[1]
 local seq = redis.call('INCR', prefix .. 'seq')
-local ids, a = {}, 5 + nd
-for d = 1, nd do ids[d] = ARGV[4 + d] end
-for k = 1, #KEYS do
-  local c = tonumber(ARGV[a])
-  if redis.call('LPUSH', KEYS[k], unpack(ARGV, a + 1, a + c)) > cap then redis.call('LTRIM', KEYS[k], 0, cap - 1) end
-  redis.call('EXPIRE', KEYS[k], ttl)
-  a = a + c + 1
+local i = nd + 2
+while i <= #a do
+  local key, c = prefix .. a[i], a[i + 1]
+  if redis.call('LPUSH', key, unpack(a, i + 2, i + 1 + c)) > cap then redis.call('LTRIM', key, 0, cap - 1) end
+  redis.call('EXPIRE', key, ttl)
+  i = i + 2 + c
 end
-redis.call('ZADD', prefix .. 'adds', seq, seq .. ':' .. table.concat(ids, ','))
+redis.call('ZADD', prefix .. 'adds', seq, seq .. ':' .. table.concat(a, ',', 2, nd + 1))
 redis.call('ZREMRANGEBYRANK', prefix .. 'adds', 0, -(ADDS_KEPT + 1))
 return seq
 """.replace("ADDS_KEPT", str(ADDS_KEPT))
-# ARGV: limit, cap, number of queries, each query's number of keys, then one weight per key.
-# The ranking is _top's: most weight first, newest (highest id) first among equals.
+# ARGV: limit, cap, prefix, then one flat JSON array: per query its number of buckets, then each
+# bucket's name and weight. The ranking is _top's: most weight first, newest (highest id) first
+# among equals.
 _TOP_ALL = """
-local limit, cap, nq = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local wbase, k, out = 3 + nq, 1, {}
-for q = 1, nq do
-  local hits, ids = {}, {}
-  for j = 1, tonumber(ARGV[3 + q]) do
-    local w = tonumber(ARGV[wbase + k])
-    for _, id in ipairs(redis.call('LRANGE', KEYS[k], 0, cap - 1)) do
+local limit, cap, prefix = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+local a = cjson.decode(ARGV[4])
+local out, i = {}, 1
+while i <= #a do
+  local hits, ids, stop = {}, {}, i + 2 * a[i]
+  i = i + 1
+  while i <= stop do
+    local w = a[i + 1]
+    for _, id in ipairs(redis.call('LRANGE', prefix .. a[i], 0, cap - 1)) do
       local h = hits[id]
       if h == nil then ids[#ids + 1] = id; hits[id] = w else hits[id] = h + w end
     end
-    k = k + 1
+    i = i + 2
   end
   -- one number per id, weight then id, so the sort compares numbers natively (no Lua comparator)
   local keys = {}
-  for i, id in ipairs(ids) do keys[i] = -(hits[id] * SPAN + tonumber(id)) end
+  for k, id in ipairs(ids) do keys[k] = -(hits[id] * SPAN + tonumber(id)) end
   table.sort(keys)
   local top = {}
-  for i = 1, math.min(limit, #keys) do top[i] = (-keys[i]) % SPAN end
-  out[q] = top
+  for k = 1, math.min(limit, #keys) do top[k] = (-keys[k]) % SPAN end
+  out[#out + 1] = top
 end
 return out
 """.replace("SPAN", str(2 ** 36))  # ids below 2^36, weights below 2^16: exact in a double
@@ -153,15 +161,17 @@ class RedisBackend:
         if not docs:
             return 0
         p = self.r.pipeline(transaction=False)
-        per_key: dict[str, list[int]] = {}  # a bucket many of the batch's reports share: one push, one expire
+        per_key: dict[str, list[str]] = {}  # a bucket many of the batch's reports share: one push, one expire
         for doc_id, doc, buckets in docs:
             p.set(f"{self.PREFIX}doc:{doc_id}", orjson.dumps(doc), ex=self.ttl)
+            sid = str(doc_id)  # as a string: Lua would format a number for every push
             for n in buckets:
-                per_key.setdefault(self.PREFIX + n, []).append(doc_id)
-        args: list[Any] = [BUCKET_CAP, self.ttl, self.PREFIX, len(docs), *(d[0] for d in docs)]
-        for ids in per_key.values():
-            args += [len(ids), *ids]
-        p.eval(_PUSH_ALL, len(per_key), *per_key, *args)
+                per_key.setdefault(n, []).append(sid)
+        flat: list[Any] = [len(docs), *(str(d[0]) for d in docs)]
+        for n, ids in per_key.items():
+            flat += [n, len(ids), *ids]
+        batch = orjson.dumps(flat)
+        p.eval(_PUSH_ALL, 0, BUCKET_CAP, self.ttl, self.PREFIX, batch)
         return int(p.execute()[-1])
 
     def seq(self) -> int:
@@ -184,12 +194,15 @@ class RedisBackend:
     def candidates_many(self, queries: list[list[str]], limit: int = CANDIDATES) -> list[dict[int, dict[str, Any]]]:
         """Every query's best candidates from one script call (Redis reads the buckets and ranks the ids,
         so only the top ids cross the wire), then every wanted document in one MGET."""
-        keys = [self.PREFIX + n for q in queries for n in q]
-        if not keys:
+        if not any(queries):
             return [{} for _ in queries]
-        weights = [_weight(n) for q in queries for n in q]
-        tops = [[int(i) for i in t] for t in self.r.eval(
-            _TOP_ALL, len(keys), *keys, limit, BUCKET_CAP, len(queries), *[len(q) for q in queries], *weights)]
+        flat: list[Any] = []
+        for q in queries:
+            flat.append(len(q))
+            for n in q:
+                flat += (n, _weight(n))
+        batch = orjson.dumps(flat)
+        tops = [[int(i) for i in t] for t in self.r.eval(_TOP_ALL, 0, limit, BUCKET_CAP, self.PREFIX, batch)]
         wanted = sorted({i for t in tops for i in t})
         raw = self.r.mget([f"{self.PREFIX}doc:{i}" for i in wanted]) if wanted else []
         docs = {i: orjson.loads(v) for i, v in zip(wanted, raw) if v is not None}
