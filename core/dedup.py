@@ -22,19 +22,20 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import event, func
+from sqlalchemy import func
 from sqlmodel import Session, select
 
 from core.classify import Decision
 from core.config import AppConfig
 from core.db import one_of
 from core.dedup_index import HEADS, STATES, Features, bucket_names, distance_m, features, same_place
+from core.dedup_pending import DEFER, looking_up, opened, pending_candidates, stash, write_deferred  # noqa: F401
 from core.dedup_store import MemoryBackend, RedisBackend
 from core.location import Place
 from core.lsh import lsh_params, word_bands, word_bands_many
@@ -43,7 +44,6 @@ from core.models import Message, Ticket
 log = logging.getLogger(__name__)
 
 OPEN = ("new", "routed", "responded")
-_STASH = "aduan_dedup_pending"
 _MEMORY: dict[str, MemoryBackend] = {}
 _FORCE_MEMORY = False  # set by eval/bench: never touch Redis
 
@@ -239,53 +239,6 @@ def _opd_key(decision: Decision) -> str:
     return decision.opd or decision.candidate or "-"
 
 
-def _after_commit(session: Session) -> None:
-    if session.in_nested_transaction():  # a savepoint released: the outer transaction may still roll back
-        return
-    pending = session.info.pop(_STASH, None)
-    if not pending:
-        return
-    by_backend: dict[int, tuple[Any, list]] = {}
-    for be, doc_id, doc, buckets in pending.get("add", []):
-        by_backend.setdefault(id(be), (be, []))[1].append((doc_id, doc, buckets))
-    for be, docs in by_backend.values():
-        try:
-            seq = be.add_many(docs)
-        except Exception:  # noqa: BLE001 - the cases exist; only later lookups lose them
-            log.exception("dedup: could not index %d message(s)", len(docs))
-            continue
-        if pending.get("opened") and "seen" in pending:  # for core.dedup_race.settle, after the commit
-            from core.dedup_race import SETTLE, Written
-
-            session.info[SETTLE] = Written(be, pending["seen"], seq, docs, set(pending["opened"]))
-
-
-def _after_transaction_end(session: Session, tx: Any) -> None:
-    if tx.parent is None and not tx.nested:  # the outer transaction ended: a rollback indexes nothing
-        session.info.pop(_STASH, None)
-
-
-def _stash(session: Session) -> dict[str, Any]:
-    if not session.info.get("aduan_dedup_hooked"):
-        session.info["aduan_dedup_hooked"] = True
-        event.listen(session, "after_commit", _after_commit)
-        event.listen(session, "after_transaction_end", _after_transaction_end)
-    return session.info.setdefault(_STASH, {"add": []})
-
-
-def looking_up(session: Session, be: Any) -> None:
-    """Before the transaction's first lookup: note how far the index was visible (core.dedup_race)."""
-    st = _stash(session)
-    if "seen" not in st:
-        st["seen"] = be.seq()
-
-
-def opened(session: Session, ticket_ids: Iterable[int]) -> None:
-    """Tickets this transaction opened: merged into another worker's concurrent case if they turn out
-    to be the same problem (core.dedup_race)."""
-    _stash(session).setdefault("opened", set()).update(ticket_ids)
-
-
 def index_buckets(cfg: AppConfig, f: Features, opd: str) -> list[str]:
     """The buckets a report is stored in (what a later lookup must share with it)."""
     return lookup_buckets(cfg, f, opd, neighbours=False)
@@ -310,7 +263,7 @@ def remember_many(session: Session, cfg: AppConfig, reports: list[tuple[Any, Fea
     if not reports:
         return
     be = backend(session, cfg)
-    st = _stash(session)
+    st = stash(session)
     for row, f, opd, buckets in reports:
         st["add"].append((be, row.id, _document(row, f, opd), buckets))
 
@@ -332,7 +285,7 @@ def find_match(session: Session, cfg: AppConfig, msg: Message, decision: Decisio
     now, window = msg.received_at.timestamp(), window_days(cfg, decision.opd) * 86400
     scored: list[tuple[float, int, dict]] = []
     names = lookup_buckets(cfg, f, opd)
-    for doc_id, doc in {**be.candidates(names), **_pending_candidates(session, names)}.items():
+    for doc_id, doc in {**be.candidates(names), **pending_candidates(session, names)}.items():
         # Either side of the window: two workers may take a later report before an earlier one.
         if doc_id == msg.id or doc.get("o") != opd or abs(now - doc["at"]) > window:
             continue
@@ -364,15 +317,6 @@ def open_case_tickets(session: Session, message_ids: set[int]) -> dict[int, tupl
         select(Ticket.id, Ticket.status, Ticket.opd_code).where(one_of(session, Ticket.id, set(owner.values())),
                                                                 Ticket.status.in_(OPEN))).all()}
     return {mid: (tid, *tickets[tid]) for mid, tid in owner.items() if tid in tickets}
-
-
-def _pending_candidates(session: Session, names: list[str]) -> dict[int, dict]:
-    """Cases opened earlier in this same transaction (a worker's batch): not in the index until commit.
-    Copies: judging one caches its parsed features in it (Features.of_doc), and the stashed ones
-    are written to the index as they are."""
-    wanted = set(names)
-    return {doc_id: dict(doc) for _be, doc_id, doc, buckets in session.info.get(_STASH, {}).get("add", [])
-            if wanted.intersection(buckets)}
 
 
 def _find_repeat(session: Session, cfg: AppConfig, msg: Message, f: Features, opd: str) -> Match | None:
@@ -409,7 +353,7 @@ def _remember(session: Session, cfg: AppConfig, msg: Message, f: Features, opd: 
     if opd == "-" or msg.id is None:
         return
     doc, buckets = _doc(cfg, msg, f, opd)
-    _stash(session)["add"].append((backend(session, cfg), msg.id, doc, buckets))
+    stash(session)["add"].append((backend(session, cfg), msg.id, doc, buckets))
 
 
 def index(session: Session, cfg: AppConfig, ticket: Ticket, msg: Message) -> None:

@@ -190,3 +190,35 @@ def test_reports_taken_one_at_a_time_in_one_transaction_are_all_indexed(hub, cap
         be = backend(session, hub.cfg)
         written = be.written_between(0, be.seq() + 1)
     assert set(ids) <= set(written)  # every report of the case is there for the next lookup
+
+
+def test_a_batch_sees_the_index_write_its_worker_left_running_for_the_previous_batch(hub, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A worker writes a batch's index entries in the background while it reads the next batch
+    (core.background). However slowly that write goes, the next batch's lookups wait for it: five
+    reports of one flood taken two at a time still make one case, and the drain returns only once
+    everything it processed can be matched."""
+    import time
+
+    from core import dedup_store
+    from workers import jobs
+
+    slow = dedup_store.RedisBackend.add_many
+
+    def add_many(self, docs):  # type: ignore[no-untyped-def]
+        time.sleep(0.4)  # much longer than reading and classifying the next two messages
+        return slow(self, docs)
+
+    monkeypatch.setattr(dedup_store.RedisBackend, "add_many", add_many)
+    monkeypatch.setattr(jobs, "BATCH", 2)
+    t0 = datetime(2026, 11, 22, 5, 0, tzinfo=timezone.utc)
+    accept_many([InboundMessage(channel="telegram", external_id=f"s{i}", sender=f"slow-{i}", text=text,
+                                received_at=t0 + timedelta(minutes=i)) for i, text in enumerate(FLOOD)])
+    hub.run_worker()
+    with hub.session() as s:
+        tickets = s.exec(select(Ticket)).all()
+    assert [t.reporters for t in tickets] == [5]
+    late = accept_many([InboundMessage(channel="sms", external_id="s-late", sender="+6281399",
+                                       text=FLOOD[0], received_at=t0 + timedelta(minutes=9))])
+    hub.run_worker()
+    with hub.session() as s:
+        assert s.get(Message, late[0].message_id).ticket_id == tickets[0].id  # the last batch was indexed too

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import logging
+from functools import partial
 
+from sqlmodel import Session
+
+from core import background, dedup
 from core.config import AppConfig, get_config
-from core.logs import bind, unbind
 from core.db import session_scope
 from core.dedup_race import settle
+from core.logs import bind, unbind
 from core.pipeline import process
 from core.queue import enqueue_outbound, enqueue_outbound_many
 from core.replies import deliver
@@ -69,24 +73,35 @@ def drain_inbound() -> dict:
 
     cfg = effective()
     done = 0
-    while True:
-        ids = pop_inbound(BATCH)
-        if not ids:
-            disarm_if_empty()
-            return {"processed": done}
-        if len(ids) == BATCH:
-            enqueue_drain()
-        with session_scope() as session:
-            outcomes, failures = process_batch(session, cfg, ids)
-        settle(session, cfg)  # a ticket opened at the same moment as another worker's case joins it
-        delays = cfg.queue.inbound_retry_delays
-        for mid, exc in failures.items():
-            _record_failure(mid, exc, delays)
-            if delays:
-                enqueue_inbound(mid, delay=delays[0])
-        enqueue_outbound_many([o for oc in outcomes for o in oc.outbound])
-        enqueue_fetch_many([oc.message_id for oc in outcomes])
-        done += len(outcomes)
+    ids = pop_inbound(BATCH)
+    try:
+        while ids:
+            if len(ids) == BATCH:
+                enqueue_drain()
+            with session_scope() as session:
+                session.info[dedup.DEFER] = True  # the index write waits for the Redis calls below
+                outcomes, failures = process_batch(session, cfg, ids)
+            delays = cfg.queue.inbound_retry_delays
+            for mid, exc in failures.items():
+                _record_failure(mid, exc, delays)
+                if delays:
+                    enqueue_inbound(mid, delay=delays[0])
+            enqueue_outbound_many([o for oc in outcomes for o in oc.outbound])
+            enqueue_fetch_many([oc.message_id for oc in outcomes])
+            done += len(outcomes)
+            ids = pop_inbound(BATCH)
+            # The index write (a Redis script) and race settling run while this worker reads and
+            # classifies its next batch; its next index lookup waits for them (core.background).
+            background.start(partial(_index_and_settle, session, cfg))
+    finally:
+        background.wait()
+    disarm_if_empty()
+    return {"processed": done}
+
+
+def _index_and_settle(session: Session, cfg: AppConfig) -> None:
+    dedup.write_deferred(session)
+    settle(session, cfg)  # a ticket opened at the same moment as another worker's case joins it
 
 
 def _record_failure(message_id: int, exc: Exception, delays: list[int]) -> None:
