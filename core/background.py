@@ -14,20 +14,29 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, TypeVar
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 _POOL: ThreadPoolExecutor | None = None
 _PENDING: Future | None = None
 
 
 def start(task: Callable[[], object]) -> None:
     """Run `task` on the background thread (after the previous task has finished)."""
-    global _POOL, _PENDING
+    global _PENDING
     wait()
+    _PENDING = submit(_guarded, task)
+
+
+def submit(fn: Callable[..., T], *args: Any) -> "Future[T]":
+    """Run fn(*args) on the background thread (after any outstanding task); the caller takes its
+    result. For a Redis call whose answer the caller needs only after some database reads."""
+    global _POOL
     if _POOL is None:
         _POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aduan-background")
-    _PENDING = _POOL.submit(_guarded, task)
+    return _POOL.submit(fn, *args)
 
 
 def wait() -> None:

@@ -360,12 +360,18 @@ class Classifier:
 def _surface_map(norm: str) -> dict[str, str]:
     """stem -> the first word in the text with that stem (for readable reasons)."""
     out: dict[str, str] = {}
-    stops = stopwords()
     for w in norm.split():
-        if w in stops:
-            continue
-        out.setdefault(stem(w), w)
+        s = _STEMS.get(w)
+        if s is None:
+            s = _STEMS[w] = "" if w in stopwords() else stem(w)
+            if len(_STEMS) > 100_000:  # bounded: a word's stem is cheap to find again
+                _STEMS.clear()
+        if s:
+            out.setdefault(s, w)
     return out
+
+
+_STEMS: dict[str, str] = {}  # word -> its stem ("" for a stopword)
 
 
 _CACHE: dict[int, tuple[AppConfig, Classifier]] = {}

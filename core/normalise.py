@@ -443,7 +443,12 @@ def stem(word: str) -> str:
 
 def tokens(text: str, normalised: bool = False) -> list[str]:
     """Stemmed routing tokens of `text` (pass normalised=True if it went through normalise())."""
-    norm = text if normalised else normalise(text)
+    return list(_tokens(text if normalised else normalise(text)))
+
+
+@lru_cache(maxsize=4096)
+def _tokens(norm: str) -> tuple[str, ...]:
+    """Cached like normalise(): the classifier and deduplication tokenise the same message."""
     stops = stopwords()
     out = []
     for w in norm.split():
@@ -452,4 +457,4 @@ def tokens(text: str, normalised: bool = False) -> list[str]:
         s = stem(w)
         if s and s not in stops:
             out.append(s)
-    return out
+    return tuple(out)
