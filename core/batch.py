@@ -192,11 +192,25 @@ def _insert_tickets(session: Session, cfg: AppConfig, items: list[Item], now: da
             street=p.street, landmark=p.landmark, place_key=p.key(), lat=p.lat, lon=p.lon, reporters=1,
             created_at=r.received_at, routed_at=r.received_at if d.opd else None, updated_at=now,
             sla_paused_seconds=0))
+    if session.get_bind().dialect.name == "sqlite":
+        return _insert_tickets_sqlite(session, cfg, items, values)
     res = session.execute(insert(T).returning(T.c.id, T.c.created_at, sort_by_parameter_order=True), values)
     rows = res.all()
     numbers = [{"tid": tid, "number": ticket_number(cfg, tid, created)} for tid, created in rows]
     session.execute(update(T).where(T.c.id == bindparam("tid")).values(number=bindparam("number")), numbers)
     return [tid for tid, _ in rows]
+
+
+def _insert_tickets_sqlite(session: Session, cfg: AppConfig, items: list[Item], values: list[dict]) -> list[int]:
+    """One executemany with the ids (and so the numbers) chosen here. The claim came first, so this
+    transaction holds SQLite's only write lock and nobody else can take them. (With RETURNING in
+    parameter order SQLAlchemy has no sentinel on SQLite and inserted the rows one by one.)"""
+    first = (session.execute(select(func.max(T.c.id))).scalar() or 0) + 1
+    ids = list(range(first, first + len(values)))
+    for tid, v, it in zip(ids, values, items):
+        v["id"], v["number"] = tid, ticket_number(cfg, tid, it.row.received_at)
+    session.execute(insert(T), values)
+    return ids
 
 
 def _update_messages(session: Session, items: list[Item], numbers: dict[int, tuple], now: datetime) -> None:

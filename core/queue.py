@@ -28,6 +28,7 @@ SEND_OUTBOUND_MANY = "workers.jobs.send_outbound_many"
 INBOX = "aduan:inbox"  # ids of stored messages waiting for a drain job (RPUSH / LPOP)
 ARMED = "aduan:inbox:armed"  # set while a drain job is queued or running
 ARMED_MS = 10_000
+HELPER = "aduan:inbox:helper"  # set while a drain queued for an idle worker has not started
 
 
 def get_queue(name: str) -> Queue:
@@ -67,6 +68,19 @@ def push_inbound(message_ids: list[int], force: bool = False) -> None:
 
 def enqueue_drain() -> None:
     get_queue(INBOUND).enqueue(DRAIN_INBOUND, result_ttl=60, failure_ttl=7 * 86400, job_timeout=600)
+
+
+def invite_helper() -> None:
+    """Under a backlog: queue a drain for an idle worker to join in, unless one is already waiting.
+    Queuing one per full batch left dozens of drains behind a backlog that each found the inbox
+    empty, and paid RQ's enqueue on every batch."""
+    if get_redis().set(HELPER, 1, nx=True, px=ARMED_MS):
+        enqueue_drain()
+
+
+def helper_started() -> None:
+    """A drain started: a later full batch may invite the next helper."""
+    get_redis().delete(HELPER)
 
 
 def pop_inbound(batch: int) -> list[int]:

@@ -222,3 +222,26 @@ def test_a_batch_sees_the_index_write_its_worker_left_running_for_the_previous_b
     hub.run_worker()
     with hub.session() as s:
         assert s.get(Message, late[0].message_id).ticket_id == tickets[0].id  # the last batch was indexed too
+
+
+def test_a_backlog_invites_one_idle_worker_at_a_time_not_one_per_batch(hub, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A drain that takes a full batch queues a drain for an idle worker to join in; while that one
+    waits, further full batches add no more (each would run later, find the inbox empty, and cost
+    a job). Once it starts, the next full batch may invite another."""
+    from core.queue import INBOUND, get_queue
+    from workers import jobs
+
+    monkeypatch.setattr(jobs, "BATCH", 2)
+    t0 = datetime(2026, 11, 23, 5, 0, tzinfo=timezone.utc)
+    q = get_queue(INBOUND)
+    accept_many([InboundMessage(channel="sms", external_id=f"h{i}", sender=f"+6281377{i}", text=OTHERS[i % 5],
+                                received_at=t0 + timedelta(minutes=i)) for i in range(10)])
+    q.empty()  # intake queued the first drain; run one by hand instead
+    assert jobs.drain_inbound() == {"processed": 10}
+    assert q.count == 1  # five full batches, one helper invited
+    q.empty()
+    accept_many([InboundMessage(channel="sms", external_id=f"h2-{i}", sender=f"+6281378{i}", text=OTHERS[i % 5],
+                                received_at=t0 + timedelta(hours=1, minutes=i)) for i in range(4)])
+    q.empty()
+    assert jobs.drain_inbound() == {"processed": 4}
+    assert q.count == 1  # the helper that was waiting was dropped with the queue; a new one was invited

@@ -63,21 +63,22 @@ BATCH = 100  # messages per transaction: large enough to amortise, short enough 
 def drain_inbound() -> dict:
     """Process waiting messages in batches until the inbox is empty (see core.queue.push_inbound).
 
-    Under a backlog, a drain that takes a full batch queues another drain first, so every idle
-    worker joins in. A message that fails inside a batch is rolled back alone (savepoint) and
+    Under a backlog, a drain that takes a full batch invites another drain first (unless one is
+    already waiting), so every idle worker joins in. A message that fails inside a batch is rolled back alone (savepoint) and
     retried as its own job; the rest of the batch commits.
     """
     from core.batch import process_batch
     from core.media import enqueue_fetch_many
-    from core.queue import disarm_if_empty, enqueue_drain, enqueue_inbound, pop_inbound
+    from core.queue import disarm_if_empty, enqueue_inbound, helper_started, invite_helper, pop_inbound
 
     cfg = effective()
     done = 0
+    helper_started()
     ids = pop_inbound(BATCH)
     try:
         while ids:
             if len(ids) == BATCH:
-                enqueue_drain()
+                invite_helper()
             with session_scope() as session:
                 session.info[dedup.DEFER] = True  # the index write waits for the Redis calls below
                 outcomes, failures = process_batch(session, cfg, ids)
