@@ -245,3 +245,37 @@ def test_a_backlog_invites_one_idle_worker_at_a_time_not_one_per_batch(hub, monk
     q.empty()
     assert jobs.drain_inbound() == {"processed": 4}
     assert q.count == 1  # the helper that was waiting was dropped with the queue; a new one was invited
+
+
+def test_a_drain_that_loses_redis_after_a_commit_still_indexes_the_committed_batch(hub, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The batch is committed before the worker takes its next one; if Redis fails right then, the
+    job fails (RQ retries it), but the committed reports still reach the index for later lookups."""
+    import pytest
+    import redis
+
+    from core import queue
+    from core.db import session_scope
+    from core.dedup import backend
+    from workers import jobs
+
+    t0 = datetime(2026, 11, 24, 5, 0, tzinfo=timezone.utc)
+    ids = [r.message_id for r in accept_many([InboundMessage(
+        channel="telegram", external_id=f"r{i}", sender=f"lost-{i}", text=text, received_at=t0 + timedelta(minutes=i))
+        for i, text in enumerate(FLOOD[:2] + OTHERS[:2])])]
+    real_pop, calls = queue.pop_inbound, []
+
+    def pop(batch: int) -> list[int]:
+        calls.append(batch)
+        if len(calls) > 1:
+            raise redis.ConnectionError("Redis went away")
+        return real_pop(batch)
+
+    monkeypatch.setattr(queue, "pop_inbound", pop)
+    with pytest.raises(redis.ConnectionError):
+        jobs.drain_inbound()
+    with hub.session() as s:
+        assert {s.get(Message, i).state for i in ids} == {"processed"}
+    with session_scope() as session:
+        be = backend(session, hub.cfg)
+        written = be.written_between(0, be.seq() + 1)
+    assert {ids[0], ids[2], ids[3]} <= set(written)  # the flood's case and the two others: all indexed

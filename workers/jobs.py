@@ -64,8 +64,12 @@ def drain_inbound() -> dict:
     """Process waiting messages in batches until the inbox is empty (see core.queue.push_inbound).
 
     Under a backlog, a drain that takes a full batch invites another drain first (unless one is
-    already waiting), so every idle worker joins in. A message that fails inside a batch is rolled back alone (savepoint) and
-    retried as its own job; the rest of the batch commits.
+    already waiting), so every idle worker joins in. A message that fails inside a batch is rolled
+    back alone (savepoint) and retried as its own job; the rest of the batch commits.
+
+    A batch's index write (a Redis script) and race settling run on a background thread while the
+    worker reads and classifies its next batch; its next index lookup waits for them. They start
+    after this batch's other Redis calls, which would otherwise queue behind the script.
     """
     from core.batch import process_batch
     from core.media import enqueue_fetch_many
@@ -82,18 +86,18 @@ def drain_inbound() -> dict:
             with session_scope() as session:
                 session.info[dedup.DEFER] = True  # the index write waits for the Redis calls below
                 outcomes, failures = process_batch(session, cfg, ids)
-            delays = cfg.queue.inbound_retry_delays
-            for mid, exc in failures.items():
-                _record_failure(mid, exc, delays)
-                if delays:
-                    enqueue_inbound(mid, delay=delays[0])
-            enqueue_outbound_many([o for oc in outcomes for o in oc.outbound])
-            enqueue_fetch_many([oc.message_id for oc in outcomes])
-            done += len(outcomes)
-            ids = pop_inbound(BATCH)
-            # The index write (a Redis script) and race settling run while this worker reads and
-            # classifies its next batch; its next index lookup waits for them (core.background).
-            background.start(partial(_index_and_settle, session, cfg))
+            try:
+                delays = cfg.queue.inbound_retry_delays
+                for mid, exc in failures.items():
+                    _record_failure(mid, exc, delays)
+                    if delays:
+                        enqueue_inbound(mid, delay=delays[0])
+                enqueue_outbound_many([o for oc in outcomes for o in oc.outbound])
+                enqueue_fetch_many([oc.message_id for oc in outcomes])
+                done += len(outcomes)
+                ids = pop_inbound(BATCH)
+            finally:  # whatever those calls did: the batch is committed
+                background.start(partial(_index_and_settle, session, cfg))
     finally:
         background.wait()
     disarm_if_empty()
