@@ -205,22 +205,5 @@ class RedisBackend:
         tops = [[int(i) for i in t] for t in self.r.eval(_TOP_ALL, 0, limit, BUCKET_CAP, self.PREFIX, batch)]
         wanted = sorted({i for t in tops for i in t})
         raw = self.r.mget([f"{self.PREFIX}doc:{i}" for i in wanted]) if wanted else []
-        docs = {i: _parsed(v) for i, v in zip(wanted, raw) if v is not None}
+        docs = {i: orjson.loads(v) for i, v in zip(wanted, raw) if v is not None}
         return [{i: docs[i] for i in t if i in docs} for t in tops]
-
-
-_PARSED: dict[bytes, dict[str, Any]] = {}
-PARSED_KEPT = 2048
-
-
-def _parsed(raw: bytes) -> dict[str, Any]:
-    """An index document, parsed once per process while it keeps coming back: a batch's lookups
-    fetched ~23,000 documents of only ~3,700 reports. Keyed by the stored bytes, so a document
-    written again (a re-routed report) is parsed again. Read-only for callers, except the parsed
-    features cached in it (Features.of_doc)."""
-    doc = _PARSED.get(raw)
-    if doc is None:
-        if len(_PARSED) >= PARSED_KEPT:
-            _PARSED.clear()  # bounded memory; the next batches refill it with what they need
-        doc = _PARSED[raw] = orjson.loads(raw)
-    return doc
