@@ -32,6 +32,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -361,17 +362,16 @@ def _surface_map(norm: str) -> dict[str, str]:
     """stem -> the first word in the text with that stem (for readable reasons)."""
     out: dict[str, str] = {}
     for w in norm.split():
-        s = _STEMS.get(w)
-        if s is None:
-            s = _STEMS[w] = "" if w in stopwords() else stem(w)
-            if len(_STEMS) > 100_000:  # bounded: a word's stem is cheap to find again
-                _STEMS.clear()
+        s = _surface_stem(w)
         if s:
             out.setdefault(s, w)
     return out
 
 
-_STEMS: dict[str, str] = {}  # word -> its stem ("" for a stopword)
+@lru_cache(maxsize=50_000)  # a pure function of the word: the tables are fixed per process
+def _surface_stem(word: str) -> str:
+    """The word's stem, or "" for a stopword."""
+    return "" if word in stopwords() else stem(word)
 
 
 _CACHE: dict[int, tuple[AppConfig, Classifier]] = {}

@@ -38,7 +38,8 @@ def _after_commit(session: Session) -> None:
 
 
 def write_deferred(session: Session) -> None:
-    """Write what a committed transaction marked DEFER left for the index (then settle as usual)."""
+    """Write what a committed transaction marked DEFER left for the index (and note, as the
+    immediate write does, what core.dedup_race.settle needs next)."""
     pending = session.info.pop(_DEFERRED, None)
     if pending:
         _write_index(session, pending)
