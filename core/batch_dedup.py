@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlmodel import Session
 
-from core import background, dedup
+from core import dedup
 from core.classify import Decision
 from core.config import AppConfig
 from core.db import one_of
@@ -51,10 +51,9 @@ def deduplicate(session: Session, cfg: AppConfig, items: list[Item], new_tickets
     reporter's case, or opens a ticket. Earlier messages of the batch count as history."""
     be = dedup.backend(session, cfg)
     dedup.looking_up(session, be)  # before every read the decisions rest on, the sender's history too
-    queries = [it.names for it in items]
-    ranked = background.submit(be.candidates_many, queries)  # Redis ranks while the database answers
     repeats = _repeat_history(session, cfg, items)
-    found = ranked.result()
+    queries = [it.names for it in items]
+    found = be.candidates_many(queries)
     open_now = _open_tickets(session, {d for c in found for d in c})
     batch_docs = _BatchDocs()  # this batch's indexed reports, as later ones see them
     for it, names, cands in zip(items, queries, found):

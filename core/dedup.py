@@ -35,7 +35,7 @@ from core.classify import Decision
 from core.config import AppConfig
 from core.db import one_of
 from core.dedup_index import HEADS, STATES, Features, bucket_names, distance_m, features, same_place
-from core.dedup_pending import DEFER, looking_up, opened, pending_candidates, stash, write_deferred  # noqa: F401
+from core.dedup_pending import looking_up, opened, pending_candidates, stash  # noqa: F401
 from core.dedup_store import MemoryBackend, RedisBackend
 from core.location import Place
 from core.lsh import lsh_params, word_bands, word_bands_many

@@ -3,8 +3,7 @@
 A report is a candidate for later lookups only when its ticket exists, so the index write waits for
 the outer commit (a savepoint's release fires SQLAlchemy's after_commit too) and a rollback drops
 it. The transaction also notes how far the index was visible to its first lookup and which tickets
-it opened, for settling races with other workers afterwards (core.dedup_race). A worker's batch
-may defer the write (DEFER) to overlap it with its next batch (core.background).
+it opened, for settling races with other workers afterwards (core.dedup_race).
 """
 
 from __future__ import annotations
@@ -16,13 +15,9 @@ from typing import Any
 from sqlalchemy import event
 from sqlmodel import Session
 
-from core import background
-
 log = logging.getLogger("core.dedup")
 
 _STASH = "aduan_dedup_pending"
-DEFER = "aduan_dedup_defer"  # session.info flag: leave the index write to write_deferred
-_DEFERRED = "aduan_dedup_deferred"
 
 
 def _after_commit(session: Session) -> None:
@@ -31,18 +26,7 @@ def _after_commit(session: Session) -> None:
     pending = session.info.pop(_STASH, None)
     if not pending:
         return
-    if session.info.get(DEFER):  # the caller writes it later (write_deferred), overlapped with other work
-        session.info[_DEFERRED] = pending
-        return
     _write_index(session, pending)
-
-
-def write_deferred(session: Session) -> None:
-    """Write what a committed transaction marked DEFER left for the index (and note, as the
-    immediate write does, what core.dedup_race.settle needs next)."""
-    pending = session.info.pop(_DEFERRED, None)
-    if pending:
-        _write_index(session, pending)
 
 
 def _write_index(session: Session, pending: dict[str, Any]) -> None:
@@ -78,7 +62,6 @@ def looking_up(session: Session, be: Any) -> None:
     """Before the transaction's first lookup: note how far the index was visible (core.dedup_race)."""
     st = stash(session)
     if "seen" not in st:
-        background.wait()  # this process's previous index write, if still on its way
         st["seen"] = be.seq()
 
 

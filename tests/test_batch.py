@@ -192,9 +192,8 @@ def test_reports_taken_one_at_a_time_in_one_transaction_are_all_indexed(hub, cap
     assert set(ids) <= set(written)  # every report of the case is there for the next lookup
 
 
-def test_a_batch_sees_the_index_write_its_worker_left_running_for_the_previous_batch(hub, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    """A worker writes a batch's index entries in the background while it reads the next batch
-    (core.background). However slowly that write goes, the next batch's lookups wait for it: five
+def test_a_batch_sees_the_slow_index_write_of_the_previous_batch(hub, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """However slowly a batch's index write goes, the next batch's lookups come after it: five
     reports of one flood taken two at a time still make one case, and the drain returns only once
     everything it processed can be matched."""
     import time

@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import logging
-from functools import partial
 
-from sqlmodel import Session
-
-from core import background, dedup
 from core.config import AppConfig, get_config
 from core.db import session_scope
 from core.dedup_race import settle
@@ -66,10 +62,6 @@ def drain_inbound() -> dict:
     Under a backlog, a drain that takes a full batch invites another drain first (unless one is
     already waiting), so every idle worker joins in. A message that fails inside a batch is rolled
     back alone (savepoint) and retried as its own job; the rest of the batch commits.
-
-    A batch's index write (a Redis script) and race settling run on a background thread while the
-    worker reads and classifies its next batch; its next index lookup waits for them. They start
-    after this batch's other Redis calls, which would otherwise queue behind the script.
     """
     from core.batch import process_batch
     from core.media import enqueue_fetch_many
@@ -78,35 +70,24 @@ def drain_inbound() -> dict:
     cfg = effective()
     done = 0
     helper_started()
-    ids = pop_inbound(BATCH)
-    try:
-        while ids:
-            if len(ids) == BATCH:
-                invite_helper()
-            with session_scope() as session:
-                session.info[dedup.DEFER] = True  # the index write waits for the Redis calls below
-                outcomes, failures = process_batch(session, cfg, ids)
-            try:
-                delays = cfg.queue.inbound_retry_delays
-                for mid, exc in failures.items():
-                    _record_failure(mid, exc, delays)
-                    if delays:
-                        enqueue_inbound(mid, delay=delays[0])
-                enqueue_outbound_many([o for oc in outcomes for o in oc.outbound])
-                enqueue_fetch_many([oc.message_id for oc in outcomes])
-                done += len(outcomes)
-                ids = pop_inbound(BATCH)
-            finally:  # whatever those calls did: the batch is committed
-                background.start(partial(_index_and_settle, session, cfg))
-    finally:
-        background.wait()
-    disarm_if_empty()
-    return {"processed": done}
-
-
-def _index_and_settle(session: Session, cfg: AppConfig) -> None:
-    dedup.write_deferred(session)
-    settle(session, cfg)  # a ticket opened at the same moment as another worker's case joins it
+    while True:
+        ids = pop_inbound(BATCH)
+        if not ids:
+            disarm_if_empty()
+            return {"processed": done}
+        if len(ids) == BATCH:
+            invite_helper()
+        with session_scope() as session:
+            outcomes, failures = process_batch(session, cfg, ids)
+        settle(session, cfg)  # a ticket opened at the same moment as another worker's case joins it
+        delays = cfg.queue.inbound_retry_delays
+        for mid, exc in failures.items():
+            _record_failure(mid, exc, delays)
+            if delays:
+                enqueue_inbound(mid, delay=delays[0])
+        enqueue_outbound_many([o for oc in outcomes for o in oc.outbound])
+        enqueue_fetch_many([oc.message_id for oc in outcomes])
+        done += len(outcomes)
 
 
 def _record_failure(message_id: int, exc: Exception, delays: list[int]) -> None:
